@@ -1,0 +1,168 @@
+"""The ``genlab`` command line.
+
+User mistakes (a :class:`~genlab.errors.GenlabError`) print one line and exit with status 2;
+an interrupted training run exits with 130 after saving a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import click
+import torch
+
+from genlab.cli_options import build_config, options_from
+from genlab.core import image_model
+from genlab.core.edm import SAMPLERS
+from genlab.core.images import save_image_grid
+from genlab.core.train import option
+from genlab.errors import GenlabError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="genlab")
+def cli() -> None:
+    """genlab: 2024 image/video generation methods on one EDM diffusion core.
+
+    Start with `genlab demo` (trains a tiny digits model on the CPU in a few minutes and writes
+    runs/demo/report.html). Then `genlab train`, `genlab sample` and `genlab evaluate` work on
+    your own runs. Every command explains its options with --help.
+    """
+
+
+@dataclass
+class SampleConfig:
+    """Settings of ``genlab sample``."""
+
+    run: str = option("runs/train/default", "run folder (or its model/ folder) to sample")
+    out: str | None = option(None, "PNG to write (default: <run>/samples.png)", type=str)
+    num: int = option(100, "number of images")
+    steps: int = option(18, "noise levels of the sampler (Heun uses 2*steps-1 network calls)")
+    sampler: str = option("heun", "ODE solver", choices=SAMPLERS)
+    churn: float = option(0.0, "EDM stochastic churn S_churn (0 = deterministic)")
+    class_label: int | None = option(None, "draw only this class (default: every class in turn)", type=int)
+    seed: int = option(0, "noise seed")
+
+
+@dataclass
+class EvaluateConfig:
+    """Settings of ``genlab evaluate``."""
+
+    run: str = option("runs/train/default", "run folder (or its model/ folder) to evaluate")
+    out: str | None = option(None, "JSON to write (default: <run>/results.json)", type=str)
+    num: int = option(1000, "number of generated images to score")
+    steps: int = option(18, "noise levels of the sampler")
+    sampler: str = option("heun", "ODE solver", choices=SAMPLERS)
+    seed: int = option(0, "noise seed")
+
+
+@cli.command()
+@options_from(image_model.ImageModelConfig)
+def train(**values) -> None:
+    """Train an EDM image diffusion model (U-Net or DiT) on a built-in data set.
+
+    Writes <run-dir>/config.json, checkpoints/, log.jsonl, loss.png and the EMA model in
+    <run-dir>/model. Ctrl-C saves a checkpoint; --resume continues exactly where it stopped.
+    Runs on several processes with `accelerate launch --multi_gpu --num_processes N -m
+    genlab.cli train ...` (on a CPU-only machine too; --batch-size is then the global batch).
+    """
+    config = build_config(image_model.ImageModelConfig, values)
+    result = image_model.train_image_model(config)
+    click.echo(f"trained {result.steps} steps (last loss {result.last_loss:.4f}); model in {config.run_dir}/model")
+
+
+@cli.command()
+@options_from(SampleConfig)
+def sample(**values) -> None:
+    """Sample a trained model into a PNG grid (one column per class for conditional models)."""
+    config = build_config(SampleConfig, values)
+    denoiser, info = image_model.load_image_model(config.run)
+    num_classes = info["num_classes"]
+    _check_positive(num=config.num, steps=config.steps)
+    if config.class_label is None:
+        labels = image_model.balanced_labels(config.num, num_classes) if num_classes else None
+    elif not 0 <= config.class_label < num_classes:
+        raise GenlabError(f"--class-label must be in [0, {num_classes - 1}] for this model, got {config.class_label}"
+                          if num_classes else "--class-label needs a class-conditional model")
+    else:
+        labels = torch.full((config.num,), config.class_label)
+    images = image_model.generate_images(denoiser, config.num, labels, config.steps, config.sampler,
+                                         config.churn, config.seed, progress=True)
+    out = Path(config.out or Path(config.run) / "samples.png")
+    columns = num_classes if (num_classes and config.class_label is None) else None
+    save_image_grid(images, out, columns=columns)
+    click.echo(f"wrote {config.num} samples to {out}")
+
+
+@cli.command()
+@options_from(EvaluateConfig)
+def evaluate(**values) -> None:
+    """Score a trained model: FD, precision, recall and class accuracy against held-out data.
+
+    Features come from genlab's own feature network for the data set (not Inception), so the
+    distance is called FD, not FID; compare numbers only within genlab.
+    """
+    config = build_config(EvaluateConfig, values)
+    _check_positive(num=config.num, steps=config.steps)
+    denoiser, info = image_model.load_image_model(config.run)
+    results = image_model.evaluate_image_model(denoiser, info, config.num, config.steps, config.sampler,
+                                               config.seed, progress=True)
+    click.echo(format_metrics_table(results))
+    out = Path(config.out or Path(config.run) / "results.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({**results, "config": asdict(config)}, indent=2))
+    click.echo(f"wrote {out}")
+
+
+@cli.command()
+@click.option("--only", "only", default=None, help="run only this part of the demo (see the list below)")
+@click.option("--out", "out", default="runs/demo", show_default=True, help="folder for the report and runs")
+def demo(only: str | None, out: str) -> None:
+    """The main job: every method's small demo, then one HTML report (runs/demo/report.html).
+
+    Parts: core (a tiny class-conditional digits model: train, sample, evaluate).
+    """
+    from genlab.demo import run_demo
+
+    report = run_demo(Path(out), only)
+    click.echo(f"report: {report}")
+
+
+def format_metrics_table(results: dict) -> str:
+    """A two-column text table of the numeric entries of ``results``."""
+    rows = [(k, f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in results.items()
+            if isinstance(v, (int, float, str))]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if value < 1:
+            raise GenlabError(f"--{name} must be >= 1, got {value}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, turning user errors into one line and an exit status."""
+    try:
+        cli.main(args=argv, prog_name="genlab", standalone_mode=False)
+    except GenlabError as error:
+        click.echo(f"genlab: error: {error}", err=True)
+        sys.exit(getattr(error, "exit_code", 2))
+    except click.UsageError as error:
+        command = error.ctx.command_path if error.ctx else "genlab"
+        click.echo(f"genlab: error: {error.format_message()} (see '{command} --help')", err=True)
+        sys.exit(error.exit_code)
+    except click.ClickException as error:
+        click.echo(f"genlab: error: {error.format_message()}", err=True)
+        sys.exit(error.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("genlab: interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""Turning image tensors into files a person can look at."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def image_grid(images: Tensor, columns: int | None = None, scale: int = 1, padding: int = 1) -> np.ndarray:
+    """Tile ``images [N, C, H, W]`` in ``[-1, 1]`` (C = 1 or 3) into a uint8 ``[rows·H', cols·W', 3]`` array.
+
+    ``scale`` enlarges each pixel (nearest neighbour); ``padding`` pixels of grey separate tiles.
+    """
+    images = images.detach().float().cpu().clamp(-1, 1)
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    if scale > 1:
+        images = torch.nn.functional.interpolate(images, scale_factor=scale, mode="nearest")
+    count, _, height, width = images.shape
+    columns = columns or math.ceil(math.sqrt(count))
+    rows = math.ceil(count / columns)
+    grid = torch.full((3, rows * (height + padding) + padding, columns * (width + padding) + padding), 0.0)
+    for index in range(count):
+        top = padding + (index // columns) * (height + padding)
+        left = padding + (index % columns) * (width + padding)
+        grid[:, top : top + height, left : left + width] = images[index]
+    return ((grid.permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+
+
+def save_image_grid(images: Tensor, path: Path | str, columns: int | None = None, scale: int | None = None) -> Path:
+    """Write :func:`image_grid` of ``images`` as a PNG; small images are enlarged to ≥ 64 px tiles."""
+    scale = scale or max(1, 64 // images.shape[-1])
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    iio.imwrite(path, image_grid(images, columns, scale))
+    return Path(path)

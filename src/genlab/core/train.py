@@ -1,0 +1,337 @@
+"""One training loop for every genlab model, on accelerate.
+
+It handles what all methods share: data order, optimiser with warm-up, gradient clipping, mixed
+precision, an exponential moving average (EMA) of the weights, periodic and final checkpoints,
+exact resume, a progress bar, ``log.jsonl`` and a loss-curve PNG, NaN detection, and Ctrl-C /
+SIGTERM (finish the step, save, stop). The method supplies the model and a loss function.
+
+Exactness: the data order and all randomness of step ``s`` are functions of ``(seed, s, rank)``,
+and optimiser/EMA state is checkpointed, so N steps + resume + N steps equals 2N steps.
+Multi-process: run the same command under ``accelerate launch``; every process takes its
+share of the global batch and gradients are averaged (``batch_size`` is the global batch).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
+
+from genlab.core.checkpoint import (
+    flatten_optimizer_state,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    unflatten_optimizer_state,
+    write_json_atomic,
+)
+from genlab.core.runlog import append_log, plot_loss_curve, truncate_log
+from genlab.errors import GenlabError
+
+MIXED_PRECISION = ("no", "bf16", "fp16")
+LossFn = Callable[[nn.Module, tuple], torch.Tensor]
+
+
+def option(default, help: str, **metadata):
+    """A dataclass field carrying the CLI help text (see :mod:`genlab.cli_options`)."""
+    return field(default=default, metadata={"help": help, **metadata})
+
+
+@dataclass
+class LoopConfig:
+    """Settings of the shared training loop (each is a ``genlab train`` flag)."""
+
+    steps: int = option(2000, "total optimiser steps")
+    batch_size: int = option(64, "global batch size (split across processes)")
+    lr: float = option(2e-3, "peak learning rate (Adam)")
+    warmup_steps: int = option(100, "linear learning-rate warm-up steps")
+    ema_decay: float = option(0.999, "EMA decay per step (warmed up as (1+s)/(10+s))")
+    grad_clip: float = option(1.0, "clip the gradient norm to this (0 = off)")
+    mixed_precision: str = option("no", "autocast precision", choices=MIXED_PRECISION)
+    checkpoint_every: int = option(500, "save a checkpoint every N steps (and at the end)")
+    keep_checkpoints: int = option(2, "how many checkpoints to keep")
+    log_every: int = option(25, "write a log.jsonl record every N steps")
+    seed: int = option(0, "seed for data order, noise and initialisation")
+    num_workers: int = option(0, "DataLoader worker processes")
+    progress: bool = option(True, "show a progress bar")
+
+    def validate(self) -> None:
+        """Raise GenlabError naming the first bad field."""
+        positive = ("steps", "batch_size", "checkpoint_every", "log_every", "keep_checkpoints")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise GenlabError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise GenlabError(f"--lr must be a positive number, got {self.lr}")
+        if not 0 <= self.ema_decay < 1:
+            raise GenlabError(f"--ema-decay must be in [0, 1), got {self.ema_decay}")
+        if self.grad_clip < 0 or self.warmup_steps < 0 or self.num_workers < 0:
+            raise GenlabError("--grad-clip, --warmup-steps and --num-workers must be >= 0")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise GenlabError(f"--mixed-precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
+
+
+class TrainingInterrupted(GenlabError):
+    """Training stopped on Ctrl-C / SIGTERM after saving a checkpoint."""
+
+    exit_code = 130
+
+
+class StepBatchSampler(Sampler[list[int]]):
+    """Yields this process's share of the global batch for steps ``start_step .. end_step - 1``.
+
+    The global batch of step ``s`` covers positions ``s·B .. (s+1)·B − 1`` of an endless
+    sequence of epochs, each a permutation of the data set drawn from ``(seed, epoch)``;
+    process ``rank`` of ``world`` takes every ``world``-th index of it.
+    """
+
+    def __init__(self, dataset_size: int, global_batch: int, seed: int, start_step: int, end_step: int,
+                 rank: int = 0, world: int = 1):
+        if global_batch % world:
+            raise GenlabError(f"--batch-size {global_batch} must be divisible by the {world} processes")
+        self.size, self.batch, self.seed = dataset_size, global_batch, seed
+        self.start, self.end, self.rank, self.world = start_step, end_step, rank, world
+        self._epoch, self._order = -1, torch.empty(0, dtype=torch.long)
+
+    def _index(self, position: int) -> int:
+        epoch = position // self.size
+        if epoch != self._epoch:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._epoch, self._order = epoch, torch.randperm(self.size, generator=generator)
+        return int(self._order[position % self.size])
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in range(self.start, self.end):
+            batch = [self._index(p) for p in range(step * self.batch, (step + 1) * self.batch)]
+            yield batch[self.rank :: self.world]
+
+    def __len__(self) -> int:
+        return max(self.end - self.start, 0)
+
+
+class ExponentialMovingAverage:
+    """EMA of a model's floating-point parameters and buffers, kept in float32."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {k: v.detach().clone().float() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, step: int) -> None:
+        decay = min(self.decay, (1 + step) / (10 + step))
+        current = model.state_dict()
+        names = list(self.shadow)
+        torch._foreach_lerp_([self.shadow[n] for n in names], [current[n].float() for n in names], 1 - decay)
+
+    def copy_into(self, model: nn.Module) -> nn.Module:
+        """A deep copy of ``model`` carrying the EMA weights."""
+        averaged = copy.deepcopy(model)
+        state = averaged.state_dict()
+        averaged.load_state_dict({k: self.shadow.get(k, v).to(v.dtype) for k, v in state.items()})
+        return averaged
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` returns."""
+
+    steps: int
+    ema_model: nn.Module
+    last_loss: float
+
+
+class _StopFlag:
+    """Turns SIGINT/SIGTERM into a flag checked between steps (a second Ctrl-C aborts)."""
+
+    def __init__(self):
+        self.signal_name: str | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signal_name is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal_name = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class Trainer:
+    """Train ``model`` by minimising ``loss_fn(model, batch)`` over ``dataset``.
+
+    Args:
+        model: the module to train (its ``state_dict`` is checkpointed).
+        loss_fn: ``loss_fn(model, batch) -> scalar``; ``batch`` is the collated dataset items,
+            moved to the device. All randomness inside is reproducible (seeded per step).
+        dataset: map-style data set.
+        run_dir: folder for ``config.json``, ``checkpoints/``, ``log.jsonl``, ``loss.png``.
+        config: loop settings.
+        run_config: the method's full resolved config, saved to ``config.json`` and checked on
+            resume (only the fields in ``RESUMABLE_FIELDS`` may change).
+    """
+
+    RESUMABLE_FIELDS = ("steps", "resume", "checkpoint_every", "log_every", "keep_checkpoints", "progress",
+                        "num_workers", "run_dir")
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn, dataset: Dataset, run_dir: Path | str,
+                 config: LoopConfig, run_config: dict | None = None):
+        config.validate()
+        self.config = config
+        self.run_config = run_config if run_config is not None else asdict(config)
+        self.model, self.loss_fn, self.dataset = model, loss_fn, dataset
+        self.run_dir = Path(run_dir)
+        if config.mixed_precision == "fp16" and not torch.cuda.is_available():
+            raise GenlabError("--mixed-precision fp16 needs a GPU; use bf16 (or no) on the CPU")
+        self.accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available())
+
+    # -- set-up -------------------------------------------------------------------------------
+    def _prepare_run_dir(self, resume: bool) -> int:
+        """Create the run folder; return the step to start from (loading state on resume)."""
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.run_dir / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as error:
+            raise GenlabError(f"run folder {self.run_dir} is not writable ({error.strerror})") from error
+        checkpoint = latest_checkpoint(self.run_dir / "checkpoints")
+        if not resume:
+            if checkpoint is not None:
+                raise GenlabError(
+                    f"run folder {self.run_dir} already has checkpoints; pass --resume to continue it "
+                    "or choose another --run-dir"
+                )
+            if self.accelerator.is_main_process:
+                write_json_atomic(self.run_dir / "config.json", self.run_config)
+                (self.run_dir / "log.jsonl").write_text("")
+            return 0
+        if checkpoint is None:
+            raise GenlabError(f"--resume: no checkpoint found in {self.run_dir / 'checkpoints'}")
+        tensors, state = load_checkpoint(checkpoint)
+        self._check_resumable(state.get("config", {}))
+        try:
+            self.model.load_state_dict(tensors["model"])
+            self.ema.shadow = dict(tensors["ema"])
+            self.optimizer.load_state_dict(unflatten_optimizer_state(tensors.get("optimizer", {}), state["optimizer"]))
+        except (KeyError, RuntimeError) as error:
+            raise GenlabError(f"checkpoint {checkpoint} does not match this model ({error})") from error
+        if self.accelerator.is_main_process:
+            truncate_log(self.run_dir / "log.jsonl", state["step"])
+            write_json_atomic(self.run_dir / "config.json", self.run_config)
+        return int(state["step"])
+
+    def _check_resumable(self, saved: dict) -> None:
+        changed = [k for k, v in self.run_config.items()
+                   if k not in self.RESUMABLE_FIELDS and k in saved and saved[k] != v]
+        if changed:
+            details = ", ".join(f"{k}: {saved[k]!r} -> {self.run_config[k]!r}" for k in changed)
+            raise GenlabError(f"--resume with settings that differ from the checkpoint ({details})")
+
+    # -- the loop -------------------------------------------------------------------------------
+    def fit(self, resume: bool = False) -> TrainResult:
+        """Run (or continue) training to ``config.steps``; returns the EMA model and last loss."""
+        cfg, accelerator = self.config, self.accelerator
+        torch.manual_seed(cfg.seed)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.ema = ExponentialMovingAverage(self.model, cfg.ema_decay)
+        start = self._prepare_run_dir(resume)
+        model, optimizer = accelerator.prepare(self.model, self.optimizer)
+        sampler = StepBatchSampler(len(self.dataset), cfg.batch_size, cfg.seed, start, cfg.steps,
+                                   accelerator.process_index, accelerator.num_processes)
+        loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=cfg.num_workers)
+        progress = tqdm(total=cfg.steps, initial=start, desc=f"training {self.run_dir.name}",
+                        disable=not (cfg.progress and accelerator.is_main_process), dynamic_ncols=True)
+        window, last_loss, started = [], float("nan"), time.perf_counter()
+        step = start
+        with _StopFlag() as stop:
+            for step, batch in enumerate(loader, start=start):
+                loss, grad_norm = self._step(model, optimizer, batch, step)
+                window.append(loss)
+                last_loss = loss
+                progress.update(1)
+                done = step + 1
+                if done % cfg.log_every == 0 or done == cfg.steps:
+                    self._log(done, window, grad_norm, time.perf_counter() - started)
+                    progress.set_postfix(loss=f"{sum(window) / len(window):.4f}")
+                    window = []
+                if stop.signal_name is not None:
+                    self._save(done)
+                    progress.close()
+                    raise TrainingInterrupted(
+                        f"{stop.signal_name} at step {done}: checkpoint saved in {self.run_dir / 'checkpoints'}; "
+                        "continue with --resume"
+                    )
+                if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                    self._save(done)
+        progress.close()
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            plot_loss_curve(self.run_dir / "log.jsonl", self.run_dir / "loss.png")
+        return TrainResult(max(step + 1, start), self.ema.copy_into(accelerator.unwrap_model(model)), last_loss)
+
+    def _step(self, model: nn.Module, optimizer, batch, step: int) -> tuple[float, float]:
+        cfg, accelerator = self.config, self.accelerator
+        torch.manual_seed(cfg.seed * 1_000_003 + step * 1009 + accelerator.process_index)
+        batch = tuple(b.to(accelerator.device) if isinstance(b, torch.Tensor) else b for b in batch)
+        with accelerator.autocast():
+            loss = self.loss_fn(model, batch)
+        if not torch.isfinite(loss):
+            raise GenlabError(
+                f"loss became {loss.item()} at step {step + 1}; lower --lr or --grad-clip "
+                f"(the last good checkpoint stays in {self.run_dir / 'checkpoints'})"
+            )
+        accelerator.backward(loss)
+        grad_norm = float("nan")
+        if cfg.grad_clip > 0:
+            grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        self.ema.update(accelerator.unwrap_model(model), step)
+        return float(loss.detach()), grad_norm
+
+    def _log(self, step: int, window: list[float], grad_norm: float, seconds: float) -> None:
+        losses = torch.tensor(window, device=self.accelerator.device)
+        mean_loss = float(self.accelerator.reduce(losses.mean(), reduction="mean"))
+        if self.accelerator.is_main_process:
+            record = {"step": step, "loss": mean_loss, "lr": self.optimizer.param_groups[0]["lr"],
+                      "seconds": round(seconds, 3)}
+            if math.isfinite(grad_norm):
+                record["grad_norm"] = grad_norm
+            append_log(self.run_dir / "log.jsonl", record)
+
+    def _save(self, step: int) -> None:
+        accelerator = self.accelerator
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            optimizer_tensors, optimizer_rest = flatten_optimizer_state(self.optimizer.state_dict())
+            save_checkpoint(
+                self.run_dir / "checkpoints", step,
+                {"model": accelerator.unwrap_model(self.model).state_dict(), "ema": self.ema.shadow,
+                 "optimizer": optimizer_tensors},
+                {"config": self.run_config, "optimizer": optimizer_rest,
+                 "num_processes": accelerator.num_processes},
+                keep=self.config.keep_checkpoints,
+            )
+            plot_loss_curve(self.run_dir / "log.jsonl", self.run_dir / "loss.png")
+        accelerator.wait_for_everyone()

@@ -1,0 +1,84 @@
+"""The genlab command line: help, end-to-end train → sample → evaluate, and bad input."""
+
+import json
+import shutil
+
+import imageio.v3 as iio
+import pytest
+
+from genlab.cli import main
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_help_lists_every_command(capsys):
+    code, out, _ = run_cli(capsys, "--help")
+    assert code == 0
+    for command in ("train", "sample", "evaluate", "demo"):
+        assert command in out
+    code, out, _ = run_cli(capsys, "train", "--help")
+    assert code == 0 and "--label-dropout" in out and "--resume" in out and "global batch size" in out
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("cli") / "run"
+    main(["train", "--steps", "20", "--batch-size", "16", "--checkpoint-every", "10", "--run-dir", str(run),
+          "--no-progress"])
+    return run
+
+
+def test_sample_writes_a_grid_with_one_column_per_class(capsys, trained_run):
+    code, out, err = run_cli(capsys, "sample", "--run", str(trained_run), "--num", "20", "--steps", "3")
+    assert code == 0, err
+    grid = iio.imread(trained_run / "samples.png")
+    assert grid.shape[2] == 3 and grid.shape[1] > grid.shape[0], "10 columns by 2 rows"
+
+
+def test_evaluate_writes_metrics_json(capsys, trained_run):
+    out_json = trained_run / "eval.json"
+    code, out, err = run_cli(capsys, "evaluate", "--run", str(trained_run), "--num", "40", "--steps", "3",
+                             "--out", str(out_json))
+    assert code == 0, err
+    results = json.loads(out_json.read_text())
+    assert {"fd", "precision", "recall", "accuracy", "nfe"} <= results.keys()
+    assert results["nfe"] == 5 and results["fd"] > 0 and "fd" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--data", "cifar"], "'cifar' is not one of"),
+        (["train", "--resolution", "12", "--steps", "1"], "resolution"),
+        (["train", "--steps", "0"], "--steps must be >= 1"),
+        (["train", "--no-such-option"], "No such option"),
+        (["sample", "--run", "/nonexistent/run"], "holds no genlab image model"),
+        (["demo", "--only", "nothing"], "--only must be one of"),
+    ],
+)
+def test_bad_input_is_one_clear_line(capsys, tmp_path, args, message):
+    code, _, err = run_cli(capsys, *args, *(["--run-dir", str(tmp_path / "r")] if args[0] == "train" else []))
+    assert code == 2
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_corrupt_model_weights_are_reported(capsys, trained_run, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(trained_run / "model", broken)
+    (broken / "diffusion_pytorch_model.safetensors").write_bytes(b"not a safetensors file")
+    code, _, err = run_cli(capsys, "sample", "--run", str(broken))
+    assert code == 2 and "cannot load the model weights" in err and "Traceback" not in err
+
+
+def test_class_label_out_of_range_is_rejected(capsys, trained_run):
+    code, _, err = run_cli(capsys, "sample", "--run", str(trained_run), "--class-label", "10")
+    assert code == 2 and "--class-label must be in [0, 9]" in err
