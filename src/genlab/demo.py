@@ -42,7 +42,7 @@ def metrics_table(rows: dict[str, dict[str, float]], columns: list[str]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-CORE_STEPS = 1500
+CORE_STEPS = 1200
 CORE_EVAL_IMAGES = 1000
 
 

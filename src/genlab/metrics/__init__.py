@@ -1,0 +1,24 @@
+"""Sample-quality metrics computed in the feature space of small per-data-set classifiers.
+
+- :func:`evaluate_samples`: FD, precision, recall (and class accuracy) against a test split.
+- :func:`frechet_distance`, :func:`precision_recall`: distances between two feature sets.
+- :func:`class_accuracy`: share of images the feature net assigns to their intended class.
+- :func:`load_feature_net`: the committed feature net of a data set.
+"""
+
+from __future__ import annotations
+
+from genlab.metrics.distances import frechet_distance, precision_recall
+from genlab.metrics.evaluate import class_accuracy, evaluate_samples, reference_features
+from genlab.metrics.feature_net import FeatureNet, FeatureNetConfig, load_feature_net
+
+__all__ = [
+    "FeatureNet",
+    "FeatureNetConfig",
+    "class_accuracy",
+    "evaluate_samples",
+    "frechet_distance",
+    "load_feature_net",
+    "precision_recall",
+    "reference_features",
+]
