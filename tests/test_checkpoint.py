@@ -53,7 +53,7 @@ def test_corrupt_files_raise_clear_errors(tmp_path):
     with pytest.raises(GenlabError, match="model.safetensors is corrupt"):
         ckpt.load_checkpoint(folder)
     (folder / "state.json").write_text("{not json")
-    with pytest.raises(GenlabError, match="state.json is not valid JSON"):
+    with pytest.raises(GenlabError, match="state.json is corrupt"):
         ckpt.load_checkpoint(folder)
     with pytest.raises(GenlabError, match="does not exist"):
         ckpt.load_checkpoint(tmp_path / "missing")

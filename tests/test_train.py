@@ -140,3 +140,12 @@ def test_two_cpu_processes_with_accelerate_launch(tmp_path):
     tensors, state = load_checkpoint(latest_checkpoint(run / "checkpoints"))
     assert state["step"] == 4 and state["num_processes"] == 2
     assert (run / "model" / "genlab.json").is_file()
+
+
+def test_bf16_autocast_trains_and_fp16_without_gpu_is_refused(tmp_path):
+    train_image_model(tiny_config(tmp_path / "bf16", steps=4, mixed_precision="bf16"))
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "bf16" / "log.jsonl").read_text().splitlines()]
+    assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
+    if not torch.cuda.is_available():
+        with pytest.raises(GenlabError, match="fp16 needs a GPU"):
+            train_image_model(tiny_config(tmp_path / "fp16", mixed_precision="fp16"))

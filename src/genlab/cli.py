@@ -34,29 +34,31 @@ def cli() -> None:
 
 
 @dataclass
-class SampleConfig:
-    """Settings of ``genlab sample``."""
+class SamplingConfig:
+    """Settings shared by ``genlab sample`` and ``genlab evaluate``."""
 
-    run: str = option("runs/train/default", "run folder (or its model/ folder) to sample")
-    out: str | None = option(None, "PNG to write (default: <run>/samples.png)", type=str)
-    num: int = option(100, "number of images")
+    run: str = option("runs/train/default", "run folder (or its model/ folder)")
     steps: int = option(18, "noise levels of the sampler (Heun uses 2*steps-1 network calls)")
     sampler: str = option("heun", "ODE solver", choices=SAMPLERS)
-    churn: float = option(0.0, "EDM stochastic churn S_churn (0 = deterministic)")
-    class_label: int | None = option(None, "draw only this class (default: every class in turn)", type=int)
     seed: int = option(0, "noise seed")
 
 
 @dataclass
-class EvaluateConfig:
+class SampleConfig(SamplingConfig):
+    """Settings of ``genlab sample``."""
+
+    out: str | None = option(None, "PNG to write (default: <run>/samples.png)", type=str)
+    num: int = option(100, "number of images")
+    churn: float = option(0.0, "EDM stochastic churn S_churn (0 = deterministic)")
+    class_label: int | None = option(None, "draw only this class (default: every class in turn)", type=int)
+
+
+@dataclass
+class EvaluateConfig(SamplingConfig):
     """Settings of ``genlab evaluate``."""
 
-    run: str = option("runs/train/default", "run folder (or its model/ folder) to evaluate")
     out: str | None = option(None, "JSON to write (default: <run>/results.json)", type=str)
     num: int = option(1000, "number of generated images to score")
-    steps: int = option(18, "noise levels of the sampler")
-    sampler: str = option("heun", "ODE solver", choices=SAMPLERS)
-    seed: int = option(0, "noise seed")
 
 
 @cli.command()

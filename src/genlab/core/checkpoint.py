@@ -99,17 +99,22 @@ def latest_checkpoint(root: Path) -> Path | None:
     return complete[-1] if complete else None
 
 
+def read_json(path: Path, missing: str) -> dict:
+    """Parse a JSON file; GenlabError(``missing``) if it is absent, or naming it if it is corrupt."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError as error:
+        raise GenlabError(missing) from error
+    except json.JSONDecodeError as error:
+        raise GenlabError(f"{path} is corrupt: not valid JSON ({error})") from error
+
+
 def load_checkpoint(folder: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
     """Read a checkpoint folder: ``(tensors by file stem, state dict)``; clear errors if corrupt."""
     folder = Path(folder)
     if not folder.is_dir():
         raise GenlabError(f"checkpoint {folder} does not exist")
-    try:
-        state = json.loads((folder / STATE_FILE).read_text())
-    except FileNotFoundError as error:
-        raise GenlabError(f"checkpoint {folder} is incomplete: {STATE_FILE} is missing") from error
-    except json.JSONDecodeError as error:
-        raise GenlabError(f"checkpoint {folder} is corrupt: {STATE_FILE} is not valid JSON ({error})") from error
+    state = read_json(folder / STATE_FILE, f"checkpoint {folder} is incomplete: {STATE_FILE} is missing")
     tensors = {}
     for file in sorted(folder.glob("*.safetensors")):
         try:

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from genlab.core.checkpoint import read_json
 from genlab.core.denoiser import EDMDenoiser
 from genlab.core.edm import SAMPLERS, EDMSchedule, edm_loss, karras_sigmas, network_evaluations, sample
 from genlab.core.nets import ImageDiT, ImageUNet
@@ -114,12 +115,7 @@ def load_image_model(path: Path | str) -> tuple[EDMDenoiser, dict]:
     folder = Path(path)
     if (folder / "model" / MODEL_INFO_FILE).is_file():
         folder = folder / "model"
-    try:
-        info = json.loads((folder / MODEL_INFO_FILE).read_text())
-    except FileNotFoundError as error:
-        raise GenlabError(f"{path} holds no genlab image model (no {MODEL_INFO_FILE}); train one first") from error
-    except json.JSONDecodeError as error:
-        raise GenlabError(f"{folder / MODEL_INFO_FILE} is corrupt ({error})") from error
+    info = read_json(folder / MODEL_INFO_FILE, f"{path} holds no genlab image model (no {MODEL_INFO_FILE}); train one first")
     by_name = {cls.__name__: cls for cls in ARCHITECTURES.values()}
     if info.get("architecture") not in by_name:
         raise GenlabError(f"{folder / MODEL_INFO_FILE} names an unknown architecture {info.get('architecture')!r}")

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import signal
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
@@ -201,6 +204,10 @@ class Trainer:
         self.run_dir = Path(run_dir)
         if config.mixed_precision == "fp16" and not torch.cuda.is_available():
             raise GenlabError("--mixed-precision fp16 needs a GPU; use bf16 (or no) on the CPU")
+        if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+            # accelerate keeps one process-wide state that fixes the precision of the first run;
+            # reset it so that several single-process runs (demo parts, tests) can share a process.
+            AcceleratorState._reset_state(reset_partial_state=True)
         self.accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available())
 
     # -- set-up -------------------------------------------------------------------------------
@@ -208,9 +215,7 @@ class Trainer:
         """Create the run folder; return the step to start from (loading state on resume)."""
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            probe = self.run_dir / ".write-test"
-            probe.write_text("")
-            probe.unlink()
+            tempfile.TemporaryFile(dir=self.run_dir).close()
         except OSError as error:
             raise GenlabError(f"run folder {self.run_dir} is not writable ({error.strerror})") from error
         checkpoint = latest_checkpoint(self.run_dir / "checkpoints")

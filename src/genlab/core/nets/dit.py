@@ -13,7 +13,7 @@ from diffusers.configuration_utils import register_to_config
 from einops import rearrange
 from torch import Tensor, nn
 
-from genlab.core.nets.embeddings import ClassEmbedding, TimeEmbedding, check_config, check_inputs
+from genlab.core.nets.embeddings import ClassEmbedding, TimeEmbedding, check_config, conditioning
 
 
 def sincos_position_embedding(grid_size: int, dim: int) -> Tensor:
@@ -160,19 +160,8 @@ class ImageDiT(ModelMixin, ConfigMixin):
 
     def forward(self, x: Tensor, noise_labels: Tensor, class_labels: Tensor | None = None) -> Tensor:
         """``x [B, C, H, W]``, ``noise_labels [B]``, ``class_labels [B] | None`` -> ``[B, C, H, W]``."""
+        emb = conditioning(self, x, noise_labels, class_labels)
         cfg = self.config
-        check_inputs(
-            x,
-            noise_labels,
-            class_labels,
-            in_channels=cfg.in_channels,
-            resolution=cfg.resolution,
-            num_classes=cfg.num_classes,
-        )
-        emb = self.time_embed(noise_labels)
-        if self.class_embed is not None:
-            emb = emb + self.class_embed(class_labels, x.shape[0])
-        emb = F.silu(emb)
 
         tokens = self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos_embed  # [B, N, hidden]
         for block in self.blocks:

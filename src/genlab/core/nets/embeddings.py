@@ -124,3 +124,18 @@ def check_inputs(
             f"class_labels must lie in [0, {num_classes}] ({num_classes} = null label), got values in "
             f"[{low}, {high}]"
         )
+
+
+def conditioning(net: nn.Module, x: Tensor, noise_labels: Tensor, class_labels: Tensor | None) -> Tensor:
+    """Check a backbone call against ``net.config`` and return ``SiLU(emb)``, ``[B, emb_dim]``.
+
+    ``emb = net.time_embed(noise_labels) + net.class_embed(class_labels)`` (the class term only
+    for conditional nets). Shared by :class:`ImageUNet` and :class:`ImageDiT`.
+    """
+    cfg = net.config
+    check_inputs(x, noise_labels, class_labels, in_channels=cfg.in_channels, resolution=cfg.resolution,
+                 num_classes=cfg.num_classes)
+    emb = net.time_embed(noise_labels)
+    if net.class_embed is not None:
+        emb = emb + net.class_embed(class_labels, x.shape[0])
+    return torch.nn.functional.silu(emb)

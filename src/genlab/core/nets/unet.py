@@ -19,7 +19,7 @@ from diffusers.configuration_utils import register_to_config
 from torch import Tensor, nn
 
 from genlab.core.nets.dit import SelfAttention
-from genlab.core.nets.embeddings import ClassEmbedding, TimeEmbedding, check_config, check_inputs
+from genlab.core.nets.embeddings import ClassEmbedding, TimeEmbedding, check_config, conditioning
 
 
 def _group_norm(channels: int) -> nn.GroupNorm:
@@ -198,19 +198,7 @@ class ImageUNet(ModelMixin, ConfigMixin):
 
     def forward(self, x: Tensor, noise_labels: Tensor, class_labels: Tensor | None = None) -> Tensor:
         """``x [B, C, H, W]``, ``noise_labels [B]``, ``class_labels [B] | None`` -> ``[B, C, H, W]``."""
-        cfg = self.config
-        check_inputs(
-            x,
-            noise_labels,
-            class_labels,
-            in_channels=cfg.in_channels,
-            resolution=cfg.resolution,
-            num_classes=cfg.num_classes,
-        )
-        emb = self.time_embed(noise_labels)
-        if self.class_embed is not None:
-            emb = emb + self.class_embed(class_labels, x.shape[0])
-        emb = F.silu(emb)
+        emb = conditioning(self, x, noise_labels, class_labels)
 
         h = self.conv_in(x)
         skips: list[Tensor] = []
