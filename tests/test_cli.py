@@ -61,7 +61,7 @@ def test_evaluate_writes_metrics_json(capsys, trained_run):
         (["train", "--steps", "0"], "--steps must be >= 1"),
         (["train", "--no-such-option"], "No such option"),
         (["sample", "--run", "/nonexistent/run"], "holds no genlab image model"),
-        (["demo", "--only", "nothing"], "--only must be one of"),
+        (["demo", "--only", "nothing"], "Invalid value for '--only'"),
     ],
 )
 def test_bad_input_is_one_clear_line(capsys, tmp_path, args, message):

@@ -149,3 +149,9 @@ def test_bf16_autocast_trains_and_fp16_without_gpu_is_refused(tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(GenlabError, match="fp16 needs a GPU"):
             train_image_model(tiny_config(tmp_path / "fp16", mixed_precision="fp16"))
+
+
+def test_dit_on_shapes_trains_and_exports(tmp_path):
+    train_image_model(tiny_config(tmp_path, data="shapes", resolution=16, arch="dit", steps=2, checkpoint_every=2))
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert config["_class_name"] == "ImageDiT" and config["in_channels"] == 3 and config["num_classes"] == 4

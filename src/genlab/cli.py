@@ -19,6 +19,8 @@ from genlab.core import image_model
 from genlab.core.edm import SAMPLERS
 from genlab.core.images import save_image_grid
 from genlab.core.train import option
+from genlab.demo import PARTS as DEMO_PARTS
+from genlab.demo import run_demo
 from genlab.errors import GenlabError
 
 
@@ -120,15 +122,13 @@ def evaluate(**values) -> None:
 
 
 @cli.command()
-@click.option("--only", "only", default=None, help="run only this part of the demo (see the list below)")
+@click.option("--only", "only", type=click.Choice(list(DEMO_PARTS)), default=None, help="run only this part of the demo")
 @click.option("--out", "out", default="runs/demo", show_default=True, help="folder for the report and runs")
 def demo(only: str | None, out: str) -> None:
     """The main job: every method's small demo, then one HTML report (runs/demo/report.html).
 
     Parts: core (a tiny class-conditional digits model: train, sample, evaluate).
     """
-    from genlab.demo import run_demo
-
     report = run_demo(Path(out), only)
     click.echo(f"report: {report}")
 
