@@ -8,7 +8,9 @@
   ``x = x0 + σ·ε`` scaled by ``sqrt(ᾱ_t)``, with ``σ_t = sqrt((1 − ᾱ_t) / ᾱ_t)``.
 
 All denoisers take ``x [B, ...]`` and ``sigma [B]`` (float) and return ``x0_hat`` shaped like ``x``;
-each exposes ``sigma_min`` / ``sigma_max``, the noise-level range it was trained on.
+each exposes ``sigma_min`` / ``sigma_max``, the noise-level range it was trained on, and
+``time_fraction(sigma)``, the diffusion time in ``[0, 1]`` (0 = clean, 1 = pure noise) used by
+guidance intervals and schedules.
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ class EDMDenoiser(nn.Module):
         self.schedule = schedule
         self.sigma_min = schedule.sigma_min
         self.sigma_max = schedule.sigma_max
+
+    def time_fraction(self, sigma: Tensor) -> Tensor:
+        """Diffusion time in [0, 1]: ``ln σ`` placed linearly between ``ln σ_min`` and ``ln σ_max``."""
+        low, high = torch.tensor([self.sigma_min, self.sigma_max], dtype=torch.float64).log()
+        return ((sigma.to(torch.float64).log() - low) / (high - low)).clamp(0, 1)
 
     def forward(self, x: Tensor, sigma: Tensor, **cond) -> Tensor:
         c_skip, c_out, c_in, c_noise = preconditioning(sigma.to(torch.float32), self.schedule.sigma_data)
@@ -92,6 +99,10 @@ class DiffusersDenoiser(nn.Module):
         span = self.log_sigmas[high] - self.log_sigmas[low]
         t = low + (log_sigma - self.log_sigmas[low]) / span
         return t.round() if self.integer_timesteps else t
+
+    def time_fraction(self, sigma: Tensor) -> Tensor:
+        """Diffusion time in [0, 1]: the (fractional) timestep divided by the last timestep."""
+        return self.sigma_to_timestep(sigma) / (len(self.log_sigmas) - 1)
 
     def forward(self, x: Tensor, sigma: Tensor, **cond) -> Tensor:
         sigma = sigma.to(torch.float32).to(x.device)

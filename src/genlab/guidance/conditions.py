@@ -1,0 +1,68 @@
+"""Conditions for the guidance branch: CFG's "null" condition and ICG's independent condition.
+
+Each maker is a callable ``make(condition) -> condition`` that returns a tensor shaped like the
+batch's real condition (class ids ``[B]`` or embeddings ``[B, L, D]``). ICG's makers draw afresh
+on every call, i.e. at every sampling step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+ConditionMaker = Callable[[Tensor], Tensor]
+
+
+def null_class(null_id: int) -> ConditionMaker:
+    """CFG for class models: every label replaced by the null label ``null_id``."""
+
+    def make(labels: Tensor) -> Tensor:
+        return torch.full_like(labels, null_id)
+
+    return make
+
+
+def random_class(num_classes: int) -> ConditionMaker:
+    """ICG for class models: labels drawn uniformly from ``[0, num_classes)``, independent of the real ones."""
+
+    def make(labels: Tensor) -> Tensor:
+        return torch.randint(0, num_classes, labels.shape, device=labels.device, dtype=labels.dtype)
+
+    return make
+
+
+def gaussian_embedding() -> ConditionMaker:
+    """ICG for embedding conditions: ``randn_like(emb) * emb.std()`` (the paper's generic choice)."""
+
+    def make(embedding: Tensor) -> Tensor:
+        return torch.randn_like(embedding) * embedding.float().std().to(embedding.dtype)
+
+    return make
+
+
+def fixed_embedding(embedding: Tensor) -> ConditionMaker:
+    """CFG for embedding conditions: the unconditional (empty/negative prompt) embedding ``[1 or B, L, D]``."""
+
+    def make(condition: Tensor) -> Tensor:
+        return embedding.to(condition.device, condition.dtype).expand_as(condition)
+
+    return make
+
+
+def random_tokens(encode: Callable[[Tensor], Tensor], vocab_size: int, sequence_length: int,
+                  special_ids: tuple[int, ...] = ()) -> ConditionMaker:
+    """ICG for text models: uniformly random token ids ``[B, sequence_length]`` through ``encode``.
+
+    ``encode(ids) -> [B, L, D]`` is the text encoder; ids in ``special_ids`` (BOS/EOS/padding)
+    are not drawn.
+    """
+    allowed = torch.tensor([i for i in range(vocab_size) if i not in set(special_ids)])
+
+    def make(condition: Tensor) -> Tensor:
+        picks = torch.randint(0, len(allowed), (condition.shape[0], sequence_length))
+        with torch.no_grad():
+            return encode(allowed[picks].to(condition.device)).to(condition.dtype)
+
+    return make
