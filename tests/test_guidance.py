@@ -174,5 +174,7 @@ def test_bad_models_and_labels_are_rejected(denoiser, unconditional):
     guided = guide_class_model(denoiser, NUM_CLASSES, [GuidanceTerm("icg", 2.0)])
     with pytest.raises(GenlabError, match="class id out of range: got 10"):
         guided(x, sigma, class_labels=torch.tensor([0, 1, 2, 10]))
-    with pytest.raises(GenlabError, match="needs a null_condition"):
+    with pytest.raises(GenlabError, match="cfg guidance needs a class-conditional model"):
         guide_class_model(unconditional, 0, [GuidanceTerm("cfg", 2.0)])
+    with pytest.raises(GenlabError, match="needs a null_condition"):
+        GuidedDenoiser(denoiser, [GuidanceTerm("cfg", 2.0)], independent_condition=lambda c: c)

@@ -9,6 +9,7 @@ weights to ``<run_dir>/model`` (``save_pretrained`` format plus ``genlab.json``)
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -133,12 +134,13 @@ def load_image_model(path: Path | str) -> tuple[EDMDenoiser, dict]:
 @torch.no_grad()
 def generate_images(denoiser: EDMDenoiser, num_images: int, class_labels: Tensor | None = None, steps: int = 18,
                     sampler: str = "heun", churn: float = 0.0, seed: int = 0, batch_size: int = 250,
-                    progress: bool = False) -> Tensor:
+                    progress: bool = False, wrapped: Callable[..., Tensor] | None = None) -> Tensor:
     """Sample ``num_images`` images ``[N, C, H, W]`` in ``[-1, 1]``.
 
     The initial noise comes from one generator seeded by ``seed``, so the result does not depend
     on ``batch_size``. ``class_labels`` ``[N]`` (long) is required for conditional models and
-    must be None for unconditional ones.
+    must be None for unconditional ones. ``wrapped``, if given, is called instead of
+    ``denoiser`` (e.g. a guided wrapper of it); shapes and noise levels still come from ``denoiser``.
     """
     if sampler not in SAMPLERS:
         raise GenlabError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
@@ -151,7 +153,7 @@ def generate_images(denoiser: EDMDenoiser, num_images: int, class_labels: Tensor
     chunks = []
     for start in range(0, num_images, batch_size):
         cond = {} if class_labels is None else {"class_labels": class_labels[start : start + batch_size]}
-        chunks.append(sample(denoiser, noise[start : start + batch_size], sigmas, sampler, churn=churn,
+        chunks.append(sample(wrapped or denoiser, noise[start : start + batch_size], sigmas, sampler, churn=churn,
                              generator=generator, progress=progress, **cond))
     return torch.cat(chunks).clamp(-1, 1)
 
@@ -162,7 +164,8 @@ def balanced_labels(num_images: int, num_classes: int) -> Tensor:
 
 
 def evaluate_image_model(denoiser: EDMDenoiser, info: dict, num_images: int = 1000, steps: int = 18,
-                         sampler: str = "heun", seed: int = 0, progress: bool = False) -> dict:
+                         sampler: str = "heun", seed: int = 0, progress: bool = False,
+                         wrapped: Callable[..., Tensor] | None = None) -> dict:
     """Sample ``num_images`` (class-balanced if conditional) and score them against held-out data.
 
     Returns FD, precision, recall (and class accuracy for conditional models) from
@@ -170,7 +173,8 @@ def evaluate_image_model(denoiser: EDMDenoiser, info: dict, num_images: int = 10
     """
     num_classes = info["num_classes"]
     labels = balanced_labels(num_images, num_classes) if num_classes else None
-    images = generate_images(denoiser, num_images, labels, steps, sampler, seed=seed, progress=progress)
+    images = generate_images(denoiser, num_images, labels, steps, sampler, seed=seed, progress=progress,
+                             wrapped=wrapped)
     scores = evaluate_samples(images, labels, info["data"])
     return {**scores, "num_images": num_images, "steps": steps, "sampler": sampler,
             "nfe": network_evaluations(steps, sampler), "seed": seed}

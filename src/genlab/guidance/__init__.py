@@ -12,16 +12,24 @@ from genlab.guidance.conditions import (
     random_class,
     random_tokens,
 )
-from genlab.guidance.guided import GuidanceTerm, GuidedDenoiser, guide_class_model
+from genlab.guidance.guided import (
+    GUIDANCE_CHOICES,
+    GuidanceTerm,
+    GuidedDenoiser,
+    guide_class_model,
+    parse_guidance,
+)
 from genlab.guidance.tsg import perturbed_time_embedding, time_embedding_modules
 
 __all__ = [
+    "GUIDANCE_CHOICES",
     "GuidanceTerm",
     "GuidedDenoiser",
     "fixed_embedding",
     "gaussian_embedding",
     "guide_class_model",
     "null_class",
+    "parse_guidance",
     "perturbed_time_embedding",
     "random_class",
     "random_tokens",

@@ -172,9 +172,27 @@ def guide_class_model(denoiser: nn.Module, num_classes: int, terms: list[Guidanc
     CFG's null label is ``null_id`` (default ``num_classes``, genlab's convention); ICG draws
     uniformly random classes. An unconditional model (``num_classes = 0``) accepts TSG only.
     """
+    needs_classes = sorted({t.method for t in terms if t.method in ("cfg", "icg")})
+    if needs_classes and not num_classes:
+        raise GenlabError(f"{'/'.join(needs_classes)} guidance needs a class-conditional model; "
+                          "this model is unconditional (use tsg)")
     return GuidedDenoiser(
         denoiser, terms, "class_labels",
         null_condition=null_class(num_classes if null_id is None else null_id) if num_classes else None,
         independent_condition=random_class(num_classes) if num_classes else None,
         num_classes=num_classes or None,
     )
+
+
+GUIDANCE_CHOICES = ("none", "cfg", "icg", "tsg", "icg+tsg")
+
+
+def parse_guidance(name: str, scale: float, tsg_noise: float = 2.0, tsg_alpha: float = 1.0,
+                   interval: tuple[float, float] = (0.0, 1.0)) -> list[GuidanceTerm]:
+    """Terms for a CLI choice such as ``"icg+tsg"`` (every term gets ``scale`` and ``interval`` in t)."""
+    if name not in GUIDANCE_CHOICES:
+        raise GenlabError(f"--guidance must be one of {', '.join(GUIDANCE_CHOICES)}, got {name!r}")
+    if name == "none":
+        return []
+    return [GuidanceTerm(method, scale, interval, noise_scale=tsg_noise, noise_exponent=tsg_alpha)
+            for method in name.split("+")]
