@@ -136,6 +136,11 @@ class ExponentialMovingAverage:
         names = list(self.shadow)
         torch._foreach_lerp_([self.shadow[n] for n in names], [current[n].float() for n in names], 1 - decay)
 
+    def to(self, device: torch.device) -> ExponentialMovingAverage:
+        """Keep the averages on ``device`` (the model's)."""
+        self.shadow = {k: v.to(device) for k, v in self.shadow.items()}
+        return self
+
     def copy_into(self, model: nn.Module) -> nn.Module:
         """A deep copy of ``model`` carrying the EMA weights."""
         averaged = copy.deepcopy(model)
@@ -260,6 +265,7 @@ class Trainer:
         self.ema = ExponentialMovingAverage(self.model, cfg.ema_decay)
         start = self._prepare_run_dir(resume)
         model, optimizer = accelerator.prepare(self.model, self.optimizer)
+        self.ema.to(accelerator.device)
         sampler = StepBatchSampler(len(self.dataset), cfg.batch_size, cfg.seed, start, cfg.steps,
                                    accelerator.process_index, accelerator.num_processes)
         loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=cfg.num_workers)

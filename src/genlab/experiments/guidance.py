@@ -64,6 +64,7 @@ ROWS = [("A", "unguided"), ("A", "icg"), ("A", "tsg"), ("A", "icg+tsg"),
         ("B", "unguided"), ("B", "cfg"), ("B", "icg"),
         ("C", "unguided"), ("C", "tsg-uncond")]
 SWEEP = [("B", "cfg"), ("A", "icg"), ("A", "tsg")]
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @dataclass
@@ -101,7 +102,8 @@ def train_models(out: Path, config: ExperimentConfig, seed: int) -> dict[str, tu
         if not (same and (run_dir / "model" / "genlab.json").is_file()):
             shutil.rmtree(run_dir, ignore_errors=True)
             train_image_model(model_config)
-        models[name] = load_image_model(run_dir)
+        denoiser, info = load_image_model(run_dir)
+        models[name] = (denoiser.to(DEVICE), info)
     return models
 
 
@@ -113,10 +115,10 @@ def guided_samples(denoiser, info: dict, terms: list[GuidanceTerm], num_images: 
     num_classes = info["num_classes"]
     guided = guide_class_model(denoiser, num_classes, terms)
     generator = torch.Generator().manual_seed(seed)
-    noise = torch.randn(num_images, 1, 16, 16, generator=generator)
-    cond = {"class_labels": labels} if num_classes else {}
+    noise = torch.randn(num_images, 1, 16, 16, generator=generator).to(DEVICE)
+    cond = {"class_labels": labels.to(DEVICE)} if num_classes else {}
     images = sample(guided, noise, karras_sigmas(steps), "heun", **cond).clamp(-1, 1)
-    return images, labels
+    return images.cpu(), labels
 
 
 def score(images: torch.Tensor, labels: torch.Tensor, conditional: bool) -> dict:
