@@ -65,6 +65,7 @@ ROWS = [("A", "unguided"), ("A", "icg"), ("A", "tsg"), ("A", "icg+tsg"),
         ("C", "unguided"), ("C", "tsg-uncond")]
 SWEEP = [("B", "cfg"), ("A", "icg"), ("A", "tsg")]
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+CHUNK = 100  # images per sampler call: (up to 3 branches) x 100 rows keeps CPU batches cache-friendly
 
 
 @dataclass
@@ -98,7 +99,7 @@ def train_models(out: Path, config: ExperimentConfig, seed: int) -> dict[str, tu
                                         checkpoint_every=config.train_steps, run_dir=str(run_dir), **settings)
         saved = run_dir / "config.json"
         same = saved.is_file() and all(json.loads(saved.read_text()).get(k) == v
-                                       for k, v in asdict(model_config).items() if v is not None and k != "progress")
+                                       for k, v in asdict(model_config).items() if v is not None and k not in ("progress", "run_dir"))
         if not (same and (run_dir / "model" / "genlab.json").is_file()):
             shutil.rmtree(run_dir, ignore_errors=True)
             train_image_model(model_config)
@@ -116,9 +117,11 @@ def guided_samples(denoiser, info: dict, terms: list[GuidanceTerm], num_images: 
     guided = guide_class_model(denoiser, num_classes, terms)
     generator = torch.Generator().manual_seed(seed)
     noise = torch.randn(num_images, 1, 16, 16, generator=generator).to(DEVICE)
-    cond = {"class_labels": labels.to(DEVICE)} if num_classes else {}
-    images = sample(guided, noise, karras_sigmas(steps), "heun", **cond).clamp(-1, 1)
-    return images.cpu(), labels
+    chunks = []
+    for start in range(0, num_images, CHUNK):
+        cond = {"class_labels": labels[start : start + CHUNK].to(DEVICE)} if num_classes else {}
+        chunks.append(sample(guided, noise[start : start + CHUNK], karras_sigmas(steps), "heun", **cond).cpu())
+    return torch.cat(chunks).clamp(-1, 1), labels
 
 
 def score(images: torch.Tensor, labels: torch.Tensor, conditional: bool) -> dict:

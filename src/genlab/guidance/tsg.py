@@ -36,7 +36,8 @@ def time_embedding_modules(model: nn.Module, first_blocks: int | None = None) ->
     * genlab nets: ``time_embed``; diffusers UNets and CogVideoX-style models: ``time_embedding``
       (one embedding shared by all blocks);
     * diffusers DiT: each block's ``norm1.emb.timestep_embedder`` (one per block), so
-      ``first_blocks=N`` perturbs only the first N blocks.
+      ``first_blocks=N`` perturbs only the first N blocks. (diffusers' DiT also reuses block 0's
+      embedder for its output layer, which therefore sees the perturbation whenever block 0 does.)
 
     Raises GenlabError if there is none, or if ``first_blocks`` is asked of a model whose blocks
     share one embedding.
