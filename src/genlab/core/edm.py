@@ -99,7 +99,8 @@ def karras_sigmas(
 def sample(
     denoiser: Denoiser, noise: Tensor, sigmas: Tensor, method: str = "heun", churn: float = 0.0,
     churn_sigma_range: tuple[float, float] = (0.0, math.inf), churn_noise: float = 1.0,
-    generator: torch.Generator | None = None, progress: bool = False, **cond,
+    generator: torch.Generator | None = None, progress: bool = False,
+    callback: Callable[[int, Tensor], None] | None = None, **cond,
 ) -> Tensor:
     """Solve the probability-flow ODE (optionally with EDM's stochastic churn).
 
@@ -113,6 +114,8 @@ def sample(
         churn_noise: EDM's S_noise.
         generator: RNG for the churn noise.
         progress: show a progress bar.
+        callback: called as ``callback(i, x)`` with the state at ``sigmas[i]`` for every level,
+            ``i = 0 … N`` (float64; e.g. to record trajectories).
         cond: passed to every denoiser call (e.g. ``class_labels``).
 
     Returns:
@@ -132,6 +135,8 @@ def sample(
         return denoiser(x_now.to(noise.dtype), sigma_batch, **cond).to(torch.float64)
 
     for i in tqdm(range(num_steps), desc=f"{method} sampling", disable=not progress, leave=False):
+        if callback is not None:
+            callback(i, x)
         sigma_cur, sigma_next = sigmas[i], sigmas[i + 1]
         in_range = churn_sigma_range[0] <= sigma_cur <= churn_sigma_range[1]
         gamma = gamma_max if (churn > 0 and in_range) else 0.0
@@ -145,6 +150,8 @@ def sample(
             slope_next = (x_next - evaluate(x_next, sigma_next)) / sigma_next
             x_next = x + (sigma_next - sigma_hat) * (slope + slope_next) / 2
         x = x_next
+    if callback is not None:
+        callback(num_steps, x)
     return x.to(noise.dtype)
 
 

@@ -8,11 +8,12 @@
 
 from __future__ import annotations
 
-from genlab.metrics.distances import frechet_distance, precision_recall
+from genlab.metrics.distances import frechet_distance, precision_recall, wasserstein2
 from genlab.metrics.evaluate import class_accuracy, evaluate_samples, reference_features
 from genlab.metrics.feature_net import FeatureNet, FeatureNetConfig, load_feature_net
 
 __all__ = [
+    "wasserstein2",
     "FeatureNet",
     "FeatureNetConfig",
     "class_accuracy",

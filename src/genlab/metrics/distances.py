@@ -87,3 +87,20 @@ def precision_recall(
     precision = _inside_manifold(fake, real, _kth_neighbour_radii(real, k)).double().mean().item()
     recall = _inside_manifold(real, fake, _kth_neighbour_radii(fake, k)).double().mean().item()
     return precision, recall
+
+
+def wasserstein2(points_a: torch.Tensor, points_b: torch.Tensor) -> float:
+    """Exact W2 distance between two equal-size point clouds ``[N, D]`` (optimal matching).
+
+    ``sqrt(min over permutations π of mean ‖a_i − b_π(i)‖²)``, solved with the Hungarian
+    algorithm (scipy); O(N³), so keep N at a few thousand.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    a = _as_features("points_a", points_a, 1)
+    b = _as_features("points_b", points_b, 1)
+    if a.shape != b.shape:
+        raise GenlabError(f"wasserstein2 needs point clouds of the same shape, got {list(a.shape)} and {list(b.shape)}")
+    cost = torch.cdist(a, b).pow(2).numpy()
+    rows, cols = linear_sum_assignment(cost)
+    return float(np.sqrt(cost[rows, cols].mean()))
