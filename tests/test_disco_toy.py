@@ -51,8 +51,8 @@ def test_bad_toy_settings_are_rejected():
 
 
 def test_w2_and_straightness_metrics():
-    points = torch.randn(200, 2)
-    assert wasserstein2(points, points) == pytest.approx(0.0, abs=1e-9)
+    points = torch.randn(200, 2, generator=torch.Generator().manual_seed(0))
+    assert wasserstein2(points, points) == pytest.approx(0.0, abs=1e-6)  # sqrt of cdist's rounding
     assert wasserstein2(points, points + torch.tensor([3.0, 4.0])) == pytest.approx(5.0, rel=1e-6)
     line = torch.linspace(0, 1, 11)[:, None, None] * torch.tensor([[1.0, 2.0]])
     assert disco.straightness(line) == pytest.approx(1.0)

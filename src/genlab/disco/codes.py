@@ -22,7 +22,7 @@ def gumbel_softmax_codes(logits: Tensor, temperature: float = 1.0, straight_thro
     if not straight_through:
         return soft
     hard = F.one_hot(soft.argmax(-1), logits.shape[-1]).to(soft.dtype)
-    return hard + soft - soft.detach()
+    return hard + (soft - soft.detach())  # exactly one-hot forward, soft gradient backward
 
 
 def code_usage(indices: Tensor, num_codes: int) -> Tensor:
