@@ -8,7 +8,6 @@ Heun with 50 levels; Wasserstein-2 distance to fresh data and the straightness o
 from __future__ import annotations
 
 import json
-import statistics
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from genlab.core.edm import karras_sigmas, sample
 from genlab.core.train import LoopConfig, Trainer
 from genlab.disco.codes import code_usage
 from genlab.disco.toy import ToyDisCo, ring_of_gaussians
+from genlab.experiments.reporting import mean_std
 from genlab.metrics import wasserstein2
 
 VARIANTS = {"EDM": 0, "DisCo-Diff": 1}
@@ -119,10 +119,6 @@ def run_toy(out: Path, config: ToyConfig = ToyConfig()) -> dict:
     return summary
 
 
-def _spread(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
 def toy_table(results: dict[str, list[dict]], floor: list[float]) -> str:
@@ -130,10 +126,10 @@ def toy_table(results: dict[str, list[dict]], floor: list[float]) -> str:
     lines = ["| model | W2 to data ↓ | off-mode share ↓ | path length / chord (1 = straight) | code usage |",
              "|---|---|---|---|---|"]
     for name, runs in results.items():
-        usage = _spread([r["code_usage"] for r in runs]) if "code_usage" in runs[0] else "–"
-        lines.append(f"| {name} | {_spread([r['w2'] for r in runs])} | {_spread([r['off_mode'] for r in runs])} | "
-                     f"{_spread([r['straightness'] for r in runs])} | {usage} |")
-    lines.append(f"| two data samples (floor) | {_spread(floor)} | – | – | – |")
+        usage = mean_std([r["code_usage"] for r in runs]) if "code_usage" in runs[0] else "–"
+        lines.append(f"| {name} | {mean_std([r['w2'] for r in runs])} | {mean_std([r['off_mode'] for r in runs])} | "
+                     f"{mean_std([r['straightness'] for r in runs])} | {usage} |")
+    lines.append(f"| two data samples (floor) | {mean_std(floor)} | – | – | – |")
     return "\n".join(lines) + "\n"
 
 

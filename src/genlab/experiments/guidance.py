@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import statistics
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from tqdm.auto import tqdm
 from genlab.core.edm import karras_sigmas, sample
 from genlab.core.image_model import ImageModelConfig, balanced_labels, load_image_model, train_image_model
 from genlab.core.images import save_image_grid
+from genlab.experiments.reporting import mean_std
 from genlab.guidance import GuidanceTerm, guide_class_model
 from genlab.metrics import evaluate_samples
 
@@ -158,11 +158,6 @@ def run(out: Path, config: ExperimentConfig) -> dict:
     return results
 
 
-def summary(values: list[float]) -> str:
-    """``mean ± std`` over seeds (just the value for one seed)."""
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
 def markdown_table(table: dict[str, list[dict]], num_seeds: int) -> str:
@@ -170,7 +165,7 @@ def markdown_table(table: dict[str, list[dict]], num_seeds: int) -> str:
     lines = [f"| model + guidance | FD ↓ | precision ↑ | recall ↑ | class accuracy ↑ |  (seeds: {num_seeds})",
              "|---|---|---|---|---|"]
     for row, runs in table.items():
-        cells = [summary([r[k] for r in runs]) if k in runs[0] else "–"
+        cells = [mean_std([r[k] for r in runs]) if k in runs[0] else "–"
                  for k in ("fd", "precision", "recall", "accuracy")]
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
