@@ -119,8 +119,6 @@ def run_toy(out: Path, config: ToyConfig = ToyConfig()) -> dict:
     return summary
 
 
-
-
 def toy_table(results: dict[str, list[dict]], floor: list[float]) -> str:
     """Markdown table: W2 and straightness per variant, mean ± std over seeds."""
     lines = ["| model | W2 to data ↓ | off-mode share ↓ | path length / chord (1 = straight) | code usage |",

@@ -158,8 +158,6 @@ def run(out: Path, config: ExperimentConfig) -> dict:
     return results
 
 
-
-
 def markdown_table(table: dict[str, list[dict]], num_seeds: int) -> str:
     """The comparison as a Markdown table (mean ± std over seeds)."""
     lines = [f"| model + guidance | FD ↓ | precision ↑ | recall ↑ | class accuracy ↑ |  (seeds: {num_seeds})",
