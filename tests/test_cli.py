@@ -24,20 +24,20 @@ def test_help_lists_every_command(capsys):
     assert code == 0
     for command in ("train", "sample", "evaluate", "demo"):
         assert command in out
-    code, out, _ = run_cli(capsys, "train", "--help")
+    code, out, _ = run_cli(capsys, "train", "image", "--help")
     assert code == 0 and "--label-dropout" in out and "--resume" in out and "global batch size" in out
 
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("cli") / "run"
-    main(["train", "--steps", "20", "--batch-size", "16", "--checkpoint-every", "10", "--run-dir", str(run),
+    main(["train", "image", "--steps", "20", "--batch-size", "16", "--checkpoint-every", "10", "--run-dir", str(run),
           "--no-progress"])
     return run
 
 
 def test_sample_writes_a_grid_with_one_column_per_class(capsys, trained_run):
-    code, out, err = run_cli(capsys, "sample", "--run", str(trained_run), "--num", "20", "--steps", "3")
+    code, out, err = run_cli(capsys, "sample", "image", "--run", str(trained_run), "--num", "20", "--steps", "3")
     assert code == 0, err
     grid = iio.imread(trained_run / "samples.png")
     assert grid.shape[2] == 3 and grid.shape[1] > grid.shape[0], "10 columns by 2 rows"
@@ -56,11 +56,11 @@ def test_evaluate_writes_metrics_json(capsys, trained_run):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["train", "--data", "cifar"], "'cifar' is not one of"),
-        (["train", "--resolution", "12", "--steps", "1"], "resolution"),
-        (["train", "--steps", "0"], "--steps must be >= 1"),
-        (["train", "--no-such-option"], "No such option"),
-        (["sample", "--run", "/nonexistent/run"], "holds no genlab image model"),
+        (["train", "image", "--data", "cifar"], "'cifar' is not one of"),
+        (["train", "image", "--resolution", "12", "--steps", "1"], "resolution"),
+        (["train", "image", "--steps", "0"], "--steps must be >= 1"),
+        (["train", "image", "--no-such-option"], "No such option"),
+        (["sample", "image", "--run", "/nonexistent/run"], "holds no genlab image model"),
         (["demo", "--only", "nothing"], "Invalid value for '--only'"),
     ],
 )
@@ -75,10 +75,10 @@ def test_corrupt_model_weights_are_reported(capsys, trained_run, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(trained_run / "model", broken)
     (broken / "diffusion_pytorch_model.safetensors").write_bytes(b"not a safetensors file")
-    code, _, err = run_cli(capsys, "sample", "--run", str(broken))
+    code, _, err = run_cli(capsys, "sample", "image", "--run", str(broken))
     assert code == 2 and "cannot load the model weights" in err and "Traceback" not in err
 
 
 def test_class_label_out_of_range_is_rejected(capsys, trained_run):
-    code, _, err = run_cli(capsys, "sample", "--run", str(trained_run), "--class-label", "10")
+    code, _, err = run_cli(capsys, "sample", "image", "--run", str(trained_run), "--class-label", "10")
     assert code == 2 and "--class-label must be in [0, 9]" in err

@@ -6,7 +6,7 @@ import torch
 from genlab.disco.codes import code_usage, gumbel_softmax_codes
 from genlab.disco.toy import ToyDisCo, ring_of_gaussians
 from genlab.errors import GenlabError
-from genlab.experiments import disco
+from genlab.experiments.disco import toy as disco
 from genlab.metrics import wasserstein2
 
 

@@ -107,7 +107,7 @@ def _wait_for(path: Path, timeout: float) -> None:
 
 def test_sigterm_saves_a_checkpoint_that_resumes(tmp_path):
     run = tmp_path / "run"
-    args = ["train", "--resolution", "8", "--batch-size", "8", "--log-every", "1", "--checkpoint-every", "100000",
+    args = ["train", "image", "--resolution", "8", "--batch-size", "8", "--log-every", "1", "--checkpoint-every", "100000",
             "--run-dir", str(run), "--no-progress"]
     process = subprocess.Popen([*GENLAB, *args, "--steps", "100000"], stderr=subprocess.PIPE, text=True)
     _wait_for(run / "log.jsonl", 120)
@@ -132,7 +132,7 @@ def test_two_cpu_processes_with_accelerate_launch(tmp_path):
         # accelerate's torchrun launcher (--multi_gpu) also starts CPU processes (gloo); --cpu alone
         # starts one process unless MPI is set up.
         [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-         "--dynamo_backend", "no", "-m", "genlab.cli", "train", "--resolution", "8", "--steps", "4",
+         "--dynamo_backend", "no", "-m", "genlab.cli", "train", "image", "--resolution", "8", "--steps", "4",
          "--batch-size", "8", "--checkpoint-every", "2", "--log-every", "2", "--run-dir", str(run), "--no-progress"],
         capture_output=True, text=True, env=env, timeout=300,
     )

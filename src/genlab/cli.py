@@ -21,6 +21,9 @@ from genlab.core.images import save_image_grid
 from genlab.core.train import option
 from genlab.demo import PARTS as DEMO_PARTS
 from genlab.demo import run_demo
+from genlab.disco.model import DisCoDiff
+from genlab.disco.training import DisCoConfig
+from genlab.disco.training import train_disco as train_disco_model
 from genlab.errors import GenlabError
 from genlab.guidance import GUIDANCE_CHOICES, guide_class_model, parse_guidance
 
@@ -30,9 +33,9 @@ from genlab.guidance import GUIDANCE_CHOICES, guide_class_model, parse_guidance
 def cli() -> None:
     """genlab: 2024 image/video generation methods on one EDM diffusion core.
 
-    Start with `genlab demo` (trains a tiny digits model on the CPU in a few minutes and writes
-    runs/demo/report.html). Then `genlab train`, `genlab sample` and `genlab evaluate` work on
-    your own runs. Every command explains its options with --help.
+    Start with `genlab demo` (trains tiny models on the CPU in a few minutes and writes
+    runs/demo/report.html). Then `genlab train image|disco`, `genlab sample image|disco` and
+    `genlab evaluate` work on your own runs. Every command explains its options with --help.
     """
 
 
@@ -69,6 +72,21 @@ class SampleConfig(SamplingConfig):
 
 
 @dataclass
+class DisCoSampleConfig:
+    """Settings of ``genlab sample disco``."""
+
+    run: str = option("runs/disco/default", "DisCo-Diff run folder (or its model/ folder)")
+    out: str | None = option(None, "PNG to write (default: <run>/samples.png)", type=str)
+    num: int = option(100, "number of images")
+    steps: int = option(18, "noise levels of the sampler (Heun uses 2*steps-1 network calls)")
+    sampler: str = option("heun", "ODE solver", choices=SAMPLERS)
+    seed: int = option(0, "seed of the prior's draws and of the noise")
+    class_label: int | None = option(None, "draw only this class (default: every class in turn)", type=int)
+    prior_temperature: float = option(1.0, "temperature of the latent prior (1 = as learned, lower = likelier codes)")
+    latent_scale: float = option(1.0, "classifier-free guidance on the latents, w (1 = none)")
+
+
+@dataclass
 class EvaluateConfig(SamplingConfig):
     """Settings of ``genlab evaluate``."""
 
@@ -76,42 +94,94 @@ class EvaluateConfig(SamplingConfig):
     num: int = option(1000, "number of generated images to score")
 
 
-@cli.command()
+@cli.group()
+def train() -> None:
+    """Train a model: `genlab train image …` or `genlab train disco …` (see each one's --help)."""
+
+
+@train.command("image")
 @options_from(image_model.ImageModelConfig)
-def train(**values) -> None:
+def train_image(**values) -> None:
     """Train an EDM image diffusion model (U-Net or DiT) on a built-in data set.
 
     Writes <run-dir>/config.json, checkpoints/, log.jsonl, loss.png and the EMA model in
     <run-dir>/model. Ctrl-C saves a checkpoint; --resume continues exactly where it stopped.
     Runs on several processes with `accelerate launch --multi_gpu --num_processes N -m
-    genlab.cli train ...` (on a CPU-only machine too; --batch-size is then the global batch).
+    genlab.cli train image ...` (on a CPU-only machine too; --batch-size is then the global batch).
     """
     config = build_config(image_model.ImageModelConfig, values)
     result = image_model.train_image_model(config)
     click.echo(f"trained {result.steps} steps (last loss {result.last_loss:.4f}); model in {config.run_dir}/model")
 
 
-@cli.command()
+@train.command("disco")
+@options_from(DisCoConfig)
+def train_disco(**values) -> None:
+    """Train DisCo-Diff (Xu et al. 2024): discrete latents + EDM denoiser, then their prior.
+
+    Stage 1 trains a ViT encoder (m latents of k codes, Gumbel-softmax) and the latent-conditioned
+    U-Net/DiT end to end with the plain EDM loss (--steps, --lr, … apply here); stage 2 fits an
+    autoregressive prior (a tiny LLaMA) to the encoder's codes (--prior-steps). Writes
+    <run-dir>/stage1/, <run-dir>/prior/ and the whole model in <run-dir>/model; prints code usage
+    and warns on codebook collapse. Ctrl-C saves a checkpoint; --resume continues either stage.
+    """
+    config = build_config(DisCoConfig, values)
+    model = train_disco_model(config)
+    usage = ", ".join(f"{u:.0%}" for u in model.info["code_usage"])
+    click.echo(f"trained DisCo-Diff; code usage per latent: {usage}; model in {config.run_dir}/model")
+
+
+@cli.group()
+def sample() -> None:
+    """Sample a trained model into a PNG grid: `genlab sample image …` or `genlab sample disco …`."""
+
+
+def _class_labels(class_label: int | None, num: int, num_classes: int) -> torch.Tensor | None:
+    """Labels for a sample grid: every class in turn, or one class (checked against the model)."""
+    if class_label is None:
+        return image_model.balanced_labels(num, num_classes) if num_classes else None
+    if not 0 <= class_label < num_classes:
+        raise GenlabError(f"--class-label must be in [0, {num_classes - 1}] for this model, got {class_label}"
+                          if num_classes else "--class-label needs a class-conditional model")
+    return torch.full((num,), class_label)
+
+
+@sample.command("image")
 @options_from(SampleConfig)
-def sample(**values) -> None:
-    """Sample a trained model into a PNG grid (one column per class for conditional models)."""
+def sample_image(**values) -> None:
+    """Sample an image model into a PNG grid (one column per class for conditional models)."""
     config = build_config(SampleConfig, values)
     denoiser, info = image_model.load_image_model(config.run)
     num_classes = info["num_classes"]
     _check_positive(num=config.num, steps=config.steps)
-    if config.class_label is None:
-        labels = image_model.balanced_labels(config.num, num_classes) if num_classes else None
-    elif not 0 <= config.class_label < num_classes:
-        raise GenlabError(f"--class-label must be in [0, {num_classes - 1}] for this model, got {config.class_label}"
-                          if num_classes else "--class-label needs a class-conditional model")
-    else:
-        labels = torch.full((config.num,), config.class_label)
+    labels = _class_labels(config.class_label, config.num, num_classes)
     images = image_model.generate_images(denoiser, config.num, labels, config.steps, config.sampler,
                                          config.churn, config.seed, progress=True,
                                          wrapped=config.guided(denoiser, info))
     out = Path(config.out or Path(config.run) / "samples.png")
     columns = num_classes if (num_classes and config.class_label is None) else None
     save_image_grid(images, out, columns=columns)
+    click.echo(f"wrote {config.num} samples to {out}")
+
+
+@sample.command("disco")
+@options_from(DisCoSampleConfig)
+def sample_disco(**values) -> None:
+    """Sample DisCo-Diff: codes from its prior, then the EDM sampler conditioned on them.
+
+    --latent-scale > 1 guides towards the codes (CFG against the null latents);
+    --prior-temperature < 1 draws likelier codes. Writes a PNG grid (one column per class).
+    """
+    config = build_config(DisCoSampleConfig, values)
+    _check_positive(num=config.num, steps=config.steps)
+    model = DisCoDiff.from_pretrained(config.run)
+    num_classes = model.info.get("num_classes", 0)
+    labels = _class_labels(config.class_label, config.num, num_classes)
+    images, _ = model.generate(config.num, labels, steps=config.steps, sampler=config.sampler, seed=config.seed,
+                               prior_temperature=config.prior_temperature, latent_scale=config.latent_scale,
+                               progress=True)
+    out = Path(config.out or Path(config.run) / "samples.png")
+    save_image_grid(images, out, columns=num_classes if (num_classes and config.class_label is None) else None)
     click.echo(f"wrote {config.num} samples to {out}")
 
 
@@ -159,6 +229,22 @@ def reproduce_guidance(quick: bool, out: str) -> None:
     click.echo(f"results, figures and sample grids in {out}")
 
 
+@reproduce.command("disco")
+@click.option("--quick", is_flag=True, help="one seed, short training, fewer samples (a few minutes on 2 cores)")
+@click.option("--out", default="runs/reproduce/disco", show_default=True, help="output folder")
+def reproduce_disco(quick: bool, out: str) -> None:
+    """DisCo-Diff (Xu et al. 2024): the 2-D toy (W2 and path straightness with and without a
+    discrete latent) and shapes images (FD vs NFE for EDM vs DisCo-Diff with prior and oracle
+    latents, latent CFG sweep, code usage and mutual information with shape/colour/position).
+    Reuses models already trained with the same settings in --out.
+    """
+    from genlab.experiments import disco
+
+    disco.run(Path(out), disco.PRESETS["quick" if quick else "full"])
+    click.echo((Path(out) / "report.md").read_text())
+    click.echo(f"results, figures and sample grids in {out}")
+
+
 @cli.command()
 @click.option("--only", "only", type=click.Choice(list(DEMO_PARTS)), default=None, help="run only this part of the demo")
 @click.option("--out", "out", default="runs/demo", show_default=True, help="folder for the report and runs")
@@ -166,7 +252,8 @@ def demo(only: str | None, out: str) -> None:
     """The main job: every method's small demo, then one HTML report (runs/demo/report.html).
 
     Parts: core (a tiny class-conditional digits model: train, sample, evaluate); guidance (ICG
-    and TSG vs CFG on three tiny digits models). Each part takes about 2 minutes on 2 cores.
+    and TSG vs CFG on three tiny digits models); disco (DisCo-Diff's 2-D toy and a short shapes
+    run). Each part takes about 2 minutes on 2 cores.
     """
     report = run_demo(Path(out), only)
     click.echo(f"report: {report}")

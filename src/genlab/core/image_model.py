@@ -70,17 +70,22 @@ def build_denoiser(config: ImageModelConfig, channels: int, resolution: int, num
     return EDMDenoiser(net, EDMSchedule())
 
 
-def _image_loss(num_classes: int, label_dropout: float):
+def drop_labels(labels: Tensor, num_classes: int, probability: float) -> Tensor:
+    """Replace each label ``[B]`` by the null label ``num_classes`` with ``probability`` (for CFG)."""
+    if probability <= 0:
+        return labels
+    drop = torch.rand(labels.shape, device=labels.device) < probability
+    return torch.where(drop, torch.full_like(labels, num_classes), labels)
+
+
+def image_loss(num_classes: int, label_dropout: float):
     """EDM loss on ``(images, labels)`` batches, labels dropped to the null label with some probability."""
 
     def loss_fn(denoiser, batch) -> Tensor:
         images, labels = batch
         if num_classes == 0:
             return edm_loss(denoiser, images).mean()
-        if label_dropout > 0:
-            drop = torch.rand(labels.shape, device=labels.device) < label_dropout
-            labels = torch.where(drop, torch.full_like(labels, num_classes), labels)
-        return edm_loss(denoiser, images, class_labels=labels).mean()
+        return edm_loss(denoiser, images, class_labels=drop_labels(labels, num_classes, label_dropout)).mean()
 
     return loss_fn
 
@@ -92,7 +97,7 @@ def train_image_model(config: ImageModelConfig) -> TrainResult:
     num_classes = dataset.num_classes if config.conditional else 0
     denoiser = build_denoiser(config, dataset.channels, dataset.resolution, dataset.num_classes)
     run_config = {**asdict(config), "resolution": dataset.resolution, "method": "image"}
-    trainer = Trainer(denoiser, _image_loss(num_classes, config.label_dropout), dataset, config.run_dir,
+    trainer = Trainer(denoiser, image_loss(num_classes, config.label_dropout), dataset, config.run_dir,
                       config, run_config)
     result = trainer.fit(resume=config.resume)
     if trainer.accelerator.is_main_process:
@@ -117,6 +122,9 @@ def load_image_model(path: Path | str) -> tuple[EDMDenoiser, dict]:
     if (folder / "model" / MODEL_INFO_FILE).is_file():
         folder = folder / "model"
     info = read_json(folder / MODEL_INFO_FILE, f"{path} holds no genlab image model (no {MODEL_INFO_FILE}); train one first")
+    if info.get("method", "image") != "image":
+        raise GenlabError(f"{path} holds a {info['method']} model, not a plain image model; "
+                          f"use `genlab sample {info['method']}`")
     by_name = {cls.__name__: cls for cls in ARCHITECTURES.values()}
     if info.get("architecture") not in by_name:
         raise GenlabError(f"{folder / MODEL_INFO_FILE} names an unknown architecture {info.get('architecture')!r}")
@@ -134,25 +142,30 @@ def load_image_model(path: Path | str) -> tuple[EDMDenoiser, dict]:
 @torch.no_grad()
 def generate_images(denoiser: EDMDenoiser, num_images: int, class_labels: Tensor | None = None, steps: int = 18,
                     sampler: str = "heun", churn: float = 0.0, seed: int = 0, batch_size: int = 250,
-                    progress: bool = False, wrapped: Callable[..., Tensor] | None = None) -> Tensor:
+                    progress: bool = False, wrapped: Callable[..., Tensor] | None = None,
+                    extra: dict[str, Tensor] | None = None) -> Tensor:
     """Sample ``num_images`` images ``[N, C, H, W]`` in ``[-1, 1]``.
 
     The initial noise comes from one generator seeded by ``seed``, so the result does not depend
     on ``batch_size``. ``class_labels`` ``[N]`` (long) is required for conditional models and
     must be None for unconditional ones. ``wrapped``, if given, is called instead of
     ``denoiser`` (e.g. a guided wrapper of it); shapes and noise levels still come from ``denoiser``.
+    ``extra`` holds further per-image conditions ``[N, …]`` (e.g. DisCo-Diff's ``codes``), batched alike.
     """
     if sampler not in SAMPLERS:
         raise GenlabError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-    net = denoiser.net
+    net = getattr(denoiser.net, "backbone", denoiser.net)
     shape = (num_images, net.config.in_channels, net.config.resolution, net.config.resolution)
+    per_image = dict(extra or {})
+    if class_labels is not None:
+        per_image["class_labels"] = class_labels
     generator = torch.Generator().manual_seed(seed)
     noise = torch.randn(shape, generator=generator)
     schedule = denoiser.schedule
     sigmas = karras_sigmas(steps, schedule.sigma_min, schedule.sigma_max, schedule.rho)
     chunks = []
     for start in range(0, num_images, batch_size):
-        cond = {} if class_labels is None else {"class_labels": class_labels[start : start + batch_size]}
+        cond = {key: value[start : start + batch_size] for key, value in per_image.items()}
         chunks.append(sample(wrapped or denoiser, noise[start : start + batch_size], sigmas, sampler, churn=churn,
                              generator=generator, progress=progress, **cond))
     return torch.cat(chunks).clamp(-1, 1)

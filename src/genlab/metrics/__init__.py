@@ -4,6 +4,7 @@
 - :func:`frechet_distance`, :func:`precision_recall`: distances between two feature sets.
 - :func:`class_accuracy`: share of images the feature net assigns to their intended class.
 - :func:`load_feature_net`: the committed feature net of a data set.
+- :func:`mutual_information`, :func:`entropy`: between discrete variables (codes vs factors), in bits.
 """
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ from __future__ import annotations
 from genlab.metrics.distances import frechet_distance, precision_recall, wasserstein2
 from genlab.metrics.evaluate import class_accuracy, evaluate_samples, reference_features
 from genlab.metrics.feature_net import FeatureNet, FeatureNetConfig, load_feature_net
+from genlab.metrics.information import entropy, mutual_information
 
 __all__ = [
     "wasserstein2",
     "FeatureNet",
     "FeatureNetConfig",
     "class_accuracy",
+    "entropy",
     "evaluate_samples",
     "frechet_distance",
     "load_feature_net",
+    "mutual_information",
     "precision_recall",
     "reference_features",
 ]

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from functools import lru_cache
 
 import torch
+import torch.nn.functional as F
 
 from genlab.data import load_dataset
 from genlab.errors import GenlabError
@@ -63,18 +64,28 @@ def class_accuracy(images: torch.Tensor, labels: torch.Tensor, dataset: str, bat
     _check_images(images, min_count=1)
     _check_labels(labels, len(images), net.config.num_classes)
     _check_positive_int("batch_size", batch_size)
-    predicted = _batched(net, images.cpu(), batch_size).argmax(dim=1)
+    predicted = _batched(net, to_feature_resolution(images.cpu(), net.config.resolution), batch_size).argmax(dim=1)
     return (predicted == labels.cpu()).double().mean().item()
+
+
+def to_feature_resolution(images: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Bilinearly upsize square images ``[N, C, h, h]`` whose size divides the feature net's ``resolution``;
+    anything else is returned unchanged (and the feature net's input check names the mismatch)."""
+    size = images.shape[-1]
+    if images.ndim != 4 or images.shape[-2] != size or size >= resolution or resolution % size:
+        return images
+    return F.interpolate(images, size=(resolution, resolution), mode="bilinear", align_corners=False)
 
 
 @lru_cache(maxsize=8)
 @torch.inference_mode()
-def reference_features(dataset: str, num_reference: int) -> torch.Tensor:
+def reference_features(dataset: str, num_reference: int, resolution: int | None = None) -> torch.Tensor:
     """Features ``[num_reference, D]`` of the first ``num_reference`` images of ``dataset``'s test split
-    (seed 0) at the feature net's resolution."""
+    (seed 0), rendered at ``resolution`` (default: the feature net's) and resized to the net's size."""
     net = load_feature_net(dataset)
-    test_set = load_dataset(dataset, "test", resolution=net.config.resolution)
-    return _batched(net.features, test_set.images(range(num_reference)), REFERENCE_BATCH_SIZE)
+    test_set = load_dataset(dataset, "test", resolution=resolution or net.config.resolution)
+    images = to_feature_resolution(test_set.images(range(num_reference)), net.config.resolution)
+    return _batched(net.features, images, REFERENCE_BATCH_SIZE)
 
 
 def _resolve_num_reference(net: FeatureNet, num_reference: int | None) -> int:
@@ -99,7 +110,9 @@ def evaluate_samples(
 ) -> dict[str, float]:
     """Compare samples with ``dataset``'s held-out test split in feature-net space.
 
-    ``images`` float ``[N, C, H, W]`` in [-1, 1] (N ≥ 4) at the feature net's size; ``labels``
+    ``images`` float ``[N, C, H, W]`` in [-1, 1] (N ≥ 4); images smaller than the feature net's size
+    are resized to it bilinearly and compared with test images rendered at their size and resized
+    alike (so FD measures the model, not the resizing); ``labels``
     LongTensor ``[N]`` of intended classes, or None. The reference is the first
     ``num_reference`` test images (default: min(test size, 2000), i.e. all 297 for digits).
     Returns ``"fd"`` (≥ 0, lower is better), ``"precision"`` and ``"recall"`` (k = 3, in [0, 1]),
@@ -111,8 +124,9 @@ def evaluate_samples(
         _check_labels(labels, len(images), net.config.num_classes)
     _check_positive_int("batch_size", batch_size)
     count = _resolve_num_reference(net, num_reference)
-    fake_features = _batched(net.features, images.cpu(), batch_size)
-    real_features = reference_features(dataset, count)
+    resolution = images.shape[-1]
+    fake_features = _batched(net.features, to_feature_resolution(images.cpu(), net.config.resolution), batch_size)
+    real_features = reference_features(dataset, count, resolution)
     precision, recall = precision_recall(real_features, fake_features, k=NEIGHBOURS)
     scores = {"fd": frechet_distance(real_features, fake_features), "precision": precision, "recall": recall}
     if labels is not None:

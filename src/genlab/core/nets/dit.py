@@ -7,13 +7,19 @@ modulated (adaLN-Zero) by ``emb = time_embed(noise_labels) + class_embed(class_l
 """
 
 import torch
-import torch.nn.functional as F
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from einops import rearrange
 from torch import Tensor, nn
 
-from genlab.core.nets.embeddings import ClassEmbedding, TimeEmbedding, check_config, conditioning
+from genlab.core.nets.attention import ContextAttention, SelfAttention, context_group
+from genlab.core.nets.embeddings import (
+    ClassEmbedding,
+    TimeEmbedding,
+    check_config,
+    check_context_config,
+    conditioning,
+)
 
 
 def sincos_position_embedding(grid_size: int, dim: int) -> Tensor:
@@ -37,31 +43,18 @@ def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
     return x * (1 + scale) + shift
 
 
-class SelfAttention(nn.Module):
-    """Multi-head self-attention on tokens: ``[B, N, C]`` -> ``[B, N, C]`` (SDPA, no mask)."""
-
-    def __init__(self, channels: int, num_heads: int) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.qkv = nn.Linear(channels, 3 * channels)
-        self.proj = nn.Linear(channels, channels)
-
-    def forward(self, x: Tensor) -> Tensor:
-        b, n, c = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, heads, N, C/heads]
-        out = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(out.transpose(1, 2).reshape(b, n, c))
-
-
 class DiTBlock(nn.Module):
     """Transformer block with adaLN-Zero: ``x [B, N, C]``, ``emb [B, D]`` (after SiLU) -> ``[B, N, C]``.
 
-    The modulation linear is zero-initialised, so a fresh block is the identity.
+    The modulation linear is zero-initialised, so a fresh block is the identity. With
+    ``context_attention`` (a :class:`ContextAttention`), the block cross-attends to context tokens
+    ``[B, M, D_ctx]`` between self-attention and MLP.
     """
 
-    def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float, emb_dim: int) -> None:
+    def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float, emb_dim: int,
+                 context_attention: ContextAttention | None = None) -> None:
         super().__init__()
+        self.context_attention = context_attention
         mlp_hidden = int(hidden_size * mlp_ratio)
         self.norm_1 = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.attn = SelfAttention(hidden_size, num_heads)
@@ -75,9 +68,11 @@ class DiTBlock(nn.Module):
         nn.init.zeros_(self.modulation.weight)
         nn.init.zeros_(self.modulation.bias)
 
-    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+    def forward(self, x: Tensor, emb: Tensor, context: Tensor | None = None) -> Tensor:
         shift_1, scale_1, gate_1, shift_2, scale_2, gate_2 = self.modulation(emb)[:, None].chunk(6, dim=-1)
         x = x + gate_1 * self.attn(modulate(self.norm_1(x), shift_1, scale_1))
+        if self.context_attention is not None:
+            x = self.context_attention(x, context)
         return x + gate_2 * self.mlp(modulate(self.norm_2(x), shift_2, scale_2))
 
 
@@ -105,9 +100,12 @@ class ImageDiT(ModelMixin, ConfigMixin):
     """Diffusion-transformer backbone ``F(x, noise_labels, class_labels)`` for square images.
 
     ``forward(x [B, in_channels, resolution, resolution], noise_labels [B] float,
-    class_labels [B] long | None) -> [B, in_channels, resolution, resolution]``.
+    class_labels [B] long | None, context [B, M, cross_attention_dim] | None) -> [B, in_channels, resolution, resolution]``.
 
-    The conditioning width is ``self.emb_dim = hidden_size``; ``self.time_embed`` maps
+    With ``cross_attention_dim > 0`` every block cross-attends to ``context`` tokens after its
+    self-attention; with ``context_groups = G`` the blocks are split into G consecutive runs and
+    run g sees only the g-th group of tokens (grouped latents). The conditioning width is
+    ``self.emb_dim = hidden_size``; ``self.time_embed`` maps
     ``noise_labels [B] -> [B, emb_dim]`` and ``self.blocks`` holds the ``depth`` transformer blocks
     (each ``[B, N, hidden_size] -> [B, N, hidden_size]``, ``N = (resolution / patch_size)**2``).
     With ``num_classes > 0`` the label table has a null row at index ``num_classes``, used when
@@ -125,6 +123,8 @@ class ImageDiT(ModelMixin, ConfigMixin):
         num_heads: int = 4,
         mlp_ratio: float = 4.0,
         num_classes: int = 0,
+        cross_attention_dim: int = 0,
+        context_groups: int = 1,
     ) -> None:
         super().__init__()
         check_config(in_channels >= 1, f"in_channels must be >= 1, got {in_channels}")
@@ -144,6 +144,7 @@ class ImageDiT(ModelMixin, ConfigMixin):
         check_config(depth >= 1, f"depth must be >= 1, got {depth}")
         check_config(mlp_ratio > 0, f"mlp_ratio must be > 0, got {mlp_ratio}")
         check_config(num_classes >= 0, f"num_classes must be >= 0, got {num_classes}")
+        check_context_config(cross_attention_dim, context_groups, depth, "blocks")
 
         self.emb_dim = hidden_size
         self.grid_size = resolution // patch_size
@@ -153,19 +154,27 @@ class ImageDiT(ModelMixin, ConfigMixin):
         self.register_buffer(
             "pos_embed", sincos_position_embedding(self.grid_size, hidden_size)[None], persistent=False
         )
+        def context_attention(block: int) -> ContextAttention | None:
+            if not cross_attention_dim:
+                return None
+            group = context_group(block, depth, context_groups)
+            return ContextAttention(hidden_size, cross_attention_dim, num_heads, group, context_groups)
+
         self.blocks = nn.ModuleList(
-            DiTBlock(hidden_size, num_heads, mlp_ratio, self.emb_dim) for _ in range(depth)
+            DiTBlock(hidden_size, num_heads, mlp_ratio, self.emb_dim, context_attention(i)) for i in range(depth)
         )
         self.final_layer = FinalLayer(hidden_size, patch_size, in_channels, self.emb_dim)
 
-    def forward(self, x: Tensor, noise_labels: Tensor, class_labels: Tensor | None = None) -> Tensor:
-        """``x [B, C, H, W]``, ``noise_labels [B]``, ``class_labels [B] | None`` -> ``[B, C, H, W]``."""
-        emb = conditioning(self, x, noise_labels, class_labels)
+    def forward(self, x: Tensor, noise_labels: Tensor, class_labels: Tensor | None = None,
+                context: Tensor | None = None) -> Tensor:
+        """``x [B, C, H, W]``, ``noise_labels [B]``, ``class_labels [B] | None``, ``context [B, M, D] | None``
+        -> ``[B, C, H, W]``."""
+        emb = conditioning(self, x, noise_labels, class_labels, context)
         cfg = self.config
 
         tokens = self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos_embed  # [B, N, hidden]
         for block in self.blocks:
-            tokens = block(tokens, emb)
+            tokens = block(tokens, emb, context)
         patches = self.final_layer(tokens, emb)  # [B, N, p*p*C]
         p = cfg.patch_size
         return rearrange(

@@ -126,7 +126,36 @@ def check_inputs(
         )
 
 
-def conditioning(net: nn.Module, x: Tensor, noise_labels: Tensor, class_labels: Tensor | None) -> Tensor:
+def check_context_config(cross_attention_dim: int, context_groups: int, places: int, what: str) -> None:
+    """Validate a backbone's cross-attention settings: ``context_groups`` groups spread over ``places``
+    places that cross-attend (each group must reach at least one of them)."""
+    check_config(cross_attention_dim >= 0, f"cross_attention_dim must be >= 0, got {cross_attention_dim}")
+    check_config(
+        1 <= context_groups <= places,
+        f"context_groups must be in [1, {places}] (at most one group per each of the {places} {what}), "
+        f"got {context_groups}",
+    )
+
+
+def check_context(context: Tensor | None, batch: int, cross_attention_dim: int, context_groups: int) -> None:
+    """``context`` must be ``[B, M >= context_groups, cross_attention_dim]`` floats for a net with
+    cross-attention and ``None`` for one without."""
+    if not cross_attention_dim:
+        if context is not None:
+            raise GenlabError("context must be None: the model has no cross-attention (cross_attention_dim=0)")
+        return
+    if context is None:
+        raise GenlabError(f"this model cross-attends to context tokens: pass context [B, M, {cross_attention_dim}]")
+    if (context.ndim != 3 or context.shape[0] != batch or context.shape[2] != cross_attention_dim
+            or context.shape[1] < context_groups or not context.is_floating_point()):
+        raise GenlabError(
+            f"context must be a float tensor [{batch}, M >= {context_groups}, {cross_attention_dim}], "
+            f"got {context.dtype} {list(context.shape)}"
+        )
+
+
+def conditioning(net: nn.Module, x: Tensor, noise_labels: Tensor, class_labels: Tensor | None,
+                 context: Tensor | None = None) -> Tensor:
     """Check a backbone call against ``net.config`` and return ``SiLU(emb)``, ``[B, emb_dim]``.
 
     ``emb = net.time_embed(noise_labels) + net.class_embed(class_labels)`` (the class term only
@@ -135,6 +164,7 @@ def conditioning(net: nn.Module, x: Tensor, noise_labels: Tensor, class_labels: 
     cfg = net.config
     check_inputs(x, noise_labels, class_labels, in_channels=cfg.in_channels, resolution=cfg.resolution,
                  num_classes=cfg.num_classes)
+    check_context(context, x.shape[0], cfg.cross_attention_dim, cfg.context_groups)
     emb = net.time_embed(noise_labels)
     if net.class_embed is not None:
         emb = emb + net.class_embed(class_labels, x.shape[0])

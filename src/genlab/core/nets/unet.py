@@ -8,6 +8,11 @@ half (``num_res_blocks`` stages whose outputs are kept as skips, then 2x average
 decoder half (nearest 2x upsampling + conv, then ``num_res_blocks`` stages that each concatenate
 one skip). The deepest level is the bottleneck: ``2 * num_res_blocks`` stages back to back, with
 no skips (there a skip would only concatenate a tensor with itself).
+
+With ``cross_attention_dim > 0`` every self-attention is followed by a residual cross-attention
+from the pixels to context tokens ``[B, M, cross_attention_dim]``. With ``context_groups = G``
+the tokens are cut into G groups spread over the attention levels: group 0 feeds the deepest
+(coarsest) ones and group G−1 the finest (DisCo-Diff's grouped latents).
 """
 
 import math
@@ -18,8 +23,14 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import Tensor, nn
 
-from genlab.core.nets.dit import SelfAttention
-from genlab.core.nets.embeddings import ClassEmbedding, TimeEmbedding, check_config, conditioning
+from genlab.core.nets.attention import ContextAttention, SelfAttention, context_group
+from genlab.core.nets.embeddings import (
+    ClassEmbedding,
+    TimeEmbedding,
+    check_config,
+    check_context_config,
+    conditioning,
+)
 
 
 def _group_norm(channels: int) -> nn.GroupNorm:
@@ -66,17 +77,32 @@ class AttentionBlock(nn.Module):
 
 
 class Stage(nn.Module):
-    """A residual block optionally followed by self-attention: ``[B, in, H, W]`` -> ``[B, out, H, W]``."""
+    """A residual block, optionally followed by self-attention and then cross-attention to context
+    tokens: ``[B, in, H, W]`` -> ``[B, out, H, W]``.
+
+    ``context`` is ``(context_dim, group, groups)`` for the cross-attention (which uses
+    ``num_heads`` heads), or None.
+    """
 
     def __init__(
-        self, in_channels: int, out_channels: int, emb_dim: int, dropout: float, num_heads: int | None
+        self, in_channels: int, out_channels: int, emb_dim: int, dropout: float, num_heads: int | None,
+        context: tuple[int, int, int] | None = None,
     ) -> None:
         super().__init__()
         self.res = ResBlock(in_channels, out_channels, emb_dim, dropout)
         self.attn = nn.Identity() if num_heads is None else AttentionBlock(out_channels, num_heads)
+        self.context_attention = None
+        if context is not None:
+            context_dim, group, groups = context
+            self.context_attention = ContextAttention(out_channels, context_dim, num_heads, group, groups)
 
-    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
-        return self.attn(self.res(x, emb))
+    def forward(self, x: Tensor, emb: Tensor, context: Tensor | None = None) -> Tensor:
+        h = self.attn(self.res(x, emb))
+        if self.context_attention is None:
+            return h
+        b, c, height, width = h.shape
+        tokens = self.context_attention(h.flatten(2).transpose(1, 2), context)  # [B, HW, C]
+        return tokens.transpose(1, 2).reshape(b, c, height, width)
 
 
 class DownLevel(nn.Module):
@@ -90,9 +116,9 @@ class DownLevel(nn.Module):
             for i in range(num_stages)
         )
 
-    def forward(self, h: Tensor, emb: Tensor, skips: list[Tensor]) -> Tensor:
+    def forward(self, h: Tensor, emb: Tensor, skips: list[Tensor], context: Tensor | None) -> Tensor:
         for stage in self.stages:
-            h = stage(h, emb)
+            h = stage(h, emb, context)
             skips.append(h)
         return F.avg_pool2d(h, 2)
 
@@ -108,10 +134,10 @@ class UpLevel(nn.Module):
             Stage(2 * out_channels, out_channels, **stage_kwargs) for _ in range(num_stages)
         )
 
-    def forward(self, h: Tensor, emb: Tensor, skips: list[Tensor]) -> Tensor:
+    def forward(self, h: Tensor, emb: Tensor, skips: list[Tensor], context: Tensor | None) -> Tensor:
         h = self.upsample(F.interpolate(h, scale_factor=2.0, mode="nearest"))
         for stage in self.stages:
-            h = stage(torch.cat([h, skips.pop()], dim=1), emb)
+            h = stage(torch.cat([h, skips.pop()], dim=1), emb, context)
         return h
 
 
@@ -119,7 +145,8 @@ class ImageUNet(ModelMixin, ConfigMixin):
     """U-Net backbone ``F(x, noise_labels, class_labels)`` for square images.
 
     ``forward(x [B, in_channels, resolution, resolution], noise_labels [B] float,
-    class_labels [B] long | None) -> [B, in_channels, resolution, resolution]``.
+    class_labels [B] long | None, context [B, M, cross_attention_dim] | None)
+    -> [B, in_channels, resolution, resolution]``.
 
     The conditioning width is ``self.emb_dim = 4 * base_channels``; ``self.time_embed`` maps
     ``noise_labels [B] -> [B, emb_dim]``. With ``num_classes > 0`` the label table has a null row
@@ -139,6 +166,8 @@ class ImageUNet(ModelMixin, ConfigMixin):
         num_heads: int = 4,
         dropout: float = 0.0,
         num_classes: int = 0,
+        cross_attention_dim: int = 0,
+        context_groups: int = 1,
     ) -> None:
         super().__init__()
         levels = len(channel_mults)
@@ -164,16 +193,22 @@ class ImageUNet(ModelMixin, ConfigMixin):
         )
         check_config(0.0 <= dropout < 1.0, f"dropout must be in [0, 1), got {dropout}")
         check_config(num_classes >= 0, f"num_classes must be >= 0, got {num_classes}")
+        check_context_config(cross_attention_dim, context_groups, len(attention_levels), "attention levels")
 
         self.emb_dim = 4 * base_channels
         self.time_embed = TimeEmbedding(self.emb_dim, self.emb_dim)
         self.class_embed = ClassEmbedding(num_classes, self.emb_dim) if num_classes > 0 else None
 
         def stage_kwargs(level: int) -> dict:
+            if level not in attention_levels:
+                return {"emb_dim": self.emb_dim, "dropout": dropout, "num_heads": None}
+            deepest_first = sorted(attention_levels, reverse=True)
+            group = context_group(deepest_first.index(level), len(deepest_first), context_groups)
             return {
                 "emb_dim": self.emb_dim,
                 "dropout": dropout,
-                "num_heads": num_heads if level in attention_levels else None,
+                "num_heads": num_heads,
+                "context": (cross_attention_dim, group, context_groups) if cross_attention_dim else None,
             }
 
         self.conv_in = nn.Conv2d(in_channels, base_channels, 3, padding=1)
@@ -196,16 +231,18 @@ class ImageUNet(ModelMixin, ConfigMixin):
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
-    def forward(self, x: Tensor, noise_labels: Tensor, class_labels: Tensor | None = None) -> Tensor:
-        """``x [B, C, H, W]``, ``noise_labels [B]``, ``class_labels [B] | None`` -> ``[B, C, H, W]``."""
-        emb = conditioning(self, x, noise_labels, class_labels)
+    def forward(self, x: Tensor, noise_labels: Tensor, class_labels: Tensor | None = None,
+                context: Tensor | None = None) -> Tensor:
+        """``x [B, C, H, W]``, ``noise_labels [B]``, ``class_labels [B] | None``, ``context [B, M, D] | None``
+        -> ``[B, C, H, W]``."""
+        emb = conditioning(self, x, noise_labels, class_labels, context)
 
         h = self.conv_in(x)
         skips: list[Tensor] = []
         for level in self.down:
-            h = level(h, emb, skips)
+            h = level(h, emb, skips, context)
         for stage in self.bottleneck:
-            h = stage(h, emb)
+            h = stage(h, emb, context)
         for level in self.up:
-            h = level(h, emb, skips)
+            h = level(h, emb, skips, context)
         return self.conv_out(F.silu(self.norm_out(h)))

@@ -1,0 +1,173 @@
+"""The whole DisCo-Diff image model: encoder, latent-conditioned EDM denoiser and autoregressive prior.
+
+Stage 1 trains encoder and denoiser end to end on the plain EDM loss (``model(images, labels)``
+returns it); stage 2 fits :attr:`DisCoDiff.prior` to the encoder's codes. Sampling draws codes
+from the prior, then runs genlab's EDM sampler on the denoiser conditioned on them, optionally
+with classifier-free guidance on the latents (codes vs the null latents).
+
+One folder holds all three parts (``save_pretrained`` / ``from_pretrained``)::
+
+    encoder/  denoiser/  prior/  genlab.json
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from genlab.core.checkpoint import read_json
+from genlab.core.denoiser import EDMDenoiser
+from genlab.core.edm import EDMSchedule, edm_loss
+from genlab.core.image_model import MODEL_INFO_FILE, generate_images
+from genlab.disco.codes import code_usage, gumbel_softmax_codes
+from genlab.disco.encoder import LatentEncoder
+from genlab.disco.network import DisCoNet
+from genlab.disco.prior import LatentPrior
+from genlab.errors import GenlabError
+from genlab.guidance import GuidanceTerm, GuidedDenoiser
+from genlab.guidance.conditions import null_class
+
+METHOD = "disco"
+
+
+class DisCoDiff(nn.Module):
+    """Encoder + denoiser (+ prior once stage 2 has run).
+
+    Args:
+        encoder: images ``[B, C, H, W]`` -> logits ``[B, m, k]``.
+        denoiser: an :class:`EDMDenoiser` around a :class:`DisCoNet`.
+        prior: the stage-2 :class:`LatentPrior`, or None before stage 2.
+        temperature: Gumbel-softmax τ in stage 1.
+        straight_through: exact one-hot codes forward, soft gradients backward.
+        latent_dropout: probability that a training image's latents are replaced by the null latents.
+        info: data set and shape facts saved with the model (``data``, ``num_classes``, …).
+    """
+
+    def __init__(self, encoder: LatentEncoder, denoiser: EDMDenoiser, prior: LatentPrior | None = None, *,
+                 temperature: float = 1.0, straight_through: bool = False, latent_dropout: float = 0.1,
+                 info: dict | None = None):
+        super().__init__()
+        if not 0 <= latent_dropout <= 1:
+            raise GenlabError(f"latent dropout must be in [0, 1], got {latent_dropout}")
+        if not temperature > 0:
+            raise GenlabError(f"Gumbel-softmax temperature must be > 0, got {temperature}")
+        self.encoder, self.denoiser, self.prior = encoder, denoiser, prior
+        self.temperature, self.straight_through, self.latent_dropout = temperature, straight_through, latent_dropout
+        self.info = dict(info or {})
+
+    @property
+    def num_latents(self) -> int:
+        return self.encoder.config.num_latents
+
+    @property
+    def num_codes(self) -> int:
+        return self.encoder.config.num_codes
+
+    # -- stage 1 ----------------------------------------------------------------------------------
+    def forward(self, images: Tensor, class_labels: Tensor | None = None) -> Tensor:
+        """Stage-1 loss (scalar): EDM loss with relaxed codes from the encoder, some rows dropped to null."""
+        codes = gumbel_softmax_codes(self.encoder(images), self.temperature, self.straight_through)
+        keep = (torch.rand(images.shape[0], device=images.device) >= self.latent_dropout).to(codes.dtype)
+        cond = {} if class_labels is None else {"class_labels": class_labels}
+        return edm_loss(self.denoiser, images, codes=codes, keep=keep, **cond).mean()
+
+    @torch.no_grad()
+    def encode(self, images: Tensor, stochastic: bool = False, generator: torch.Generator | None = None,
+               batch_size: int = 500) -> Tensor:
+        """Code ids ``[N, m]`` of clean images ``[N, C, H, W]``.
+
+        Deterministic: the most likely code (the oracle latents). Stochastic: a draw from the
+        encoder's categorical distribution, the τ → 0 limit of Gumbel-softmax sampling (what the
+        prior is trained on).
+        """
+        device = next(self.encoder.parameters()).device
+        chunks = []
+        for start in range(0, images.shape[0], batch_size):
+            logits = self.encoder(images[start : start + batch_size].to(device)).float().cpu()
+            if stochastic:
+                probs = logits.softmax(-1).flatten(0, 1)
+                chunks.append(torch.multinomial(probs, 1, generator=generator).view(logits.shape[:2]))
+            else:
+                chunks.append(logits.argmax(-1))
+        return torch.cat(chunks)
+
+    def code_usage(self, images: Tensor) -> Tensor:
+        """Share of the k codes each latent uses on ``images`` (most-likely codes): ``[m]``."""
+        return code_usage(self.encode(images), self.num_codes)
+
+    # -- sampling ---------------------------------------------------------------------------------
+    def sample_codes(self, num: int, class_labels: Tensor | None = None, temperature: float = 1.0,
+                     generator: torch.Generator | None = None) -> Tensor:
+        """Codes ``[num, m]`` from the prior (GenlabError if stage 2 has not run)."""
+        if self.prior is None:
+            raise GenlabError("this DisCo-Diff model has no prior (stage 2 did not run): train it with "
+                              "`genlab train disco --resume` or pass codes (e.g. from encode())")
+        return self.prior.sample(num, class_labels, temperature, generator)
+
+    def latent_guided(self, scale: float) -> GuidedDenoiser | None:
+        """CFG on the latents: ``D_null + w (D_codes − D_null)``; None when ``scale == 1`` (no guidance)."""
+        if scale == 1:
+            return None
+        return GuidedDenoiser(self.denoiser, [GuidanceTerm("cfg", scale)], condition_key="codes",
+                              null_condition=null_class(self.num_codes))
+
+    @torch.no_grad()
+    def generate(self, num: int, class_labels: Tensor | None = None, codes: Tensor | None = None,
+                 steps: int = 18, sampler: str = "heun", seed: int = 0, prior_temperature: float = 1.0,
+                 latent_scale: float = 1.0, progress: bool = False) -> tuple[Tensor, Tensor]:
+        """Sample ``num`` images ``[N, C, H, W]`` in ``[-1, 1]``; returns ``(images, codes [N, m])``.
+
+        Codes come from the prior unless given. ``class_labels [N]`` is required for
+        class-conditional models. One generator seeded by ``seed`` draws the codes, then the noise.
+        """
+        if self.info.get("num_classes") and class_labels is None:
+            raise GenlabError("this DisCo-Diff model is class-conditional: pass class_labels")
+        generator = torch.Generator().manual_seed(seed)
+        if codes is None:
+            codes = self.sample_codes(num, class_labels, prior_temperature, generator)
+        elif tuple(codes.shape) != (num, self.num_latents):
+            raise GenlabError(f"codes must have shape [{num}, {self.num_latents}], got {list(codes.shape)}")
+        images = generate_images(self.denoiser, num, class_labels, steps, sampler, seed=seed + 1,
+                                 progress=progress, wrapped=self.latent_guided(latent_scale),
+                                 extra={"codes": codes})
+        return images, codes
+
+    # -- files ------------------------------------------------------------------------------------
+    def save_pretrained(self, folder: Path | str) -> None:
+        """Write ``encoder/``, ``denoiser/``, ``prior/`` (if trained) and ``genlab.json`` to ``folder``."""
+        folder = Path(folder)
+        self.encoder.save_pretrained(folder / "encoder")
+        self.denoiser.net.save_pretrained(folder / "denoiser")
+        if self.prior is not None:
+            self.prior.lm.save_pretrained(folder / "prior")
+        info = {**self.info, "method": METHOD, "temperature": self.temperature,
+                "straight_through": self.straight_through, "latent_dropout": self.latent_dropout,
+                "has_prior": self.prior is not None, **asdict(self.denoiser.schedule)}
+        (folder / MODEL_INFO_FILE).write_text(json.dumps(info, indent=2))
+
+    @classmethod
+    def from_pretrained(cls, path: Path | str) -> DisCoDiff:
+        """Load a model from a run folder or its ``model/`` folder (eval mode)."""
+        folder = Path(path)
+        if (folder / "model" / MODEL_INFO_FILE).is_file():
+            folder = folder / "model"
+        info = read_json(folder / MODEL_INFO_FILE, f"{path} holds no genlab model (no {MODEL_INFO_FILE}); "
+                                                   "train one with `genlab train disco`")
+        if info.get("method") != METHOD:
+            raise GenlabError(f"{path} holds a plain image model, not DisCo-Diff; use `genlab sample image`")
+        try:
+            encoder = LatentEncoder.from_pretrained(folder / "encoder")
+            net = DisCoNet.from_pretrained(folder / "denoiser")
+            prior = LatentPrior.from_pretrained(folder / "prior") if info.get("has_prior") else None
+        except (OSError, ValueError, RuntimeError) as error:
+            raise GenlabError(f"cannot load the DisCo-Diff model in {folder}: {str(error).splitlines()[0]}") from error
+        schedule = EDMSchedule(**{k: info[k] for k in asdict(EDMSchedule()) if k in info})
+        keep = ("data", "num_classes", "channels", "resolution", "code_usage")
+        model = cls(encoder, EDMDenoiser(net, schedule), prior, temperature=info["temperature"],
+                    straight_through=info["straight_through"], latent_dropout=info["latent_dropout"],
+                    info={k: info[k] for k in keep if k in info})
+        return model.eval()

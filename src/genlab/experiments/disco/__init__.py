@@ -1,0 +1,119 @@
+"""``genlab reproduce disco``: DisCo-Diff's key claims at small scale.
+
+Part 1 is the paper's 2-D toy (:mod:`.toy`); parts 2–4 are the image experiments
+(:mod:`.images`). :func:`run` does both and writes ``results.json``, ``report.md`` and figures.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+from genlab.data import load_dataset
+from genlab.experiments.disco.images import ImageExperimentConfig, run_images
+from genlab.experiments.disco.toy import ToyConfig, run_toy, toy_table
+from genlab.experiments.reporting import mean_std
+from genlab.metrics import entropy
+
+
+@dataclass
+class DisCoPreset:
+    """Sizes of both parts."""
+
+    toy: ToyConfig = field(default_factory=ToyConfig)
+    images: ImageExperimentConfig = field(default_factory=ImageExperimentConfig)
+
+
+PRESETS = {
+    "full": DisCoPreset(),
+    "quick": DisCoPreset(ToyConfig(seeds=(0,), train_steps=1500),
+                         ImageExperimentConfig(seeds=(0,), train_steps=800, prior_steps=400, num_images=500,
+                                               sampler_steps=(4, 18), cfg_scales=(1.0, 2.0), cfg_images=300)),
+    "demo": DisCoPreset(ToyConfig(seeds=(0,), train_steps=1500, eval_points=1000),
+                        ImageExperimentConfig(seeds=(0,), train_steps=500, prior_steps=300, num_images=300,
+                                              sampler_steps=(18,), cfg_scales=(1.0, 2.0), cfg_images=200)),
+}
+
+
+def run(out: Path, preset: DisCoPreset) -> dict:
+    """Run both parts into ``out`` (``toy/`` and ``images/``); write results.json, report.md, fd_vs_nfe.png."""
+    out.mkdir(parents=True, exist_ok=True)
+    toy = run_toy(out / "toy", preset.toy)
+    images = run_images(out / "images", preset.images)
+    results = {"toy": toy, "images": images, "preset": asdict(preset)}
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    plot_fd_vs_nfe(images, out / "fd_vs_nfe.png")
+    (out / "report.md").write_text(report(toy, images))
+    return results
+
+
+def _over_seeds(images: dict, *path: str) -> list:
+    """The value at ``path`` inside every seed's record."""
+    values = []
+    for record in images["seeds"].values():
+        for key in path:
+            record = record[key]
+        values.append(record)
+    return values
+
+
+def fd_rows(images: dict, metric: str = "fd") -> dict[str, dict[str, str]]:
+    """``row -> NFE -> "mean ± std"`` of ``metric`` over seeds."""
+    first = next(iter(images["seeds"].values()))["fd_table"]
+    return {row: {nfe: mean_std([v[metric] for v in _over_seeds(images, "fd_table", row, nfe)]) for nfe in cells}
+            for row, cells in first.items()}
+
+
+def report(toy: dict, images: dict) -> str:
+    """The markdown report: toy table, FD vs NFE, latent CFG, code usage and mutual information."""
+    seeds = len(images["seeds"])
+    lines = ["## 1. 2-D toy (8-Gaussian ring)", "", toy_table(toy["results"], toy["w2_data_vs_data"]),
+             f"## 2. Images ({images['config']['data']}, {images['config']['resolution']} px): FD vs NFE "
+             f"(Heun; mean ± std over {seeds} seed(s))", ""]
+    for metric in ("fd", "precision", "recall"):
+        rows = fd_rows(images, metric)
+        nfes = list(next(iter(rows.values())))
+        lines += [f"**{metric}**", "", "| model | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
+                  "|---|" + "---|" * len(nfes)]
+        lines += [f"| {row} | " + " | ".join(cells[n] for n in nfes) + " |" for row, cells in rows.items()]
+        lines.append("")
+    scales = list(next(iter(images["seeds"].values()))["latent_cfg"])
+    lines += ["## 3. Latent CFG (scale w: 1 = no guidance)", "", "| w | FD | precision | recall | accuracy |",
+              "|---|---|---|---|---|"]
+    for scale in scales:
+        cells = [mean_std([r[m] for r in _over_seeds(images, "latent_cfg", scale)])
+                 for m in ("fd", "precision", "recall", "accuracy")]
+        lines.append(f"| {scale} | " + " | ".join(cells) + " |")
+    lines += ["", "## 4. What the latents learned", ""]
+    usage = [sum(u) / len(u) for u in _over_seeds(images, "code_usage")]
+    lines += [f"Code usage (share of the k codes used, mean over latents): {mean_std(usage)}", ""]
+    config = images["config"]
+    factors = load_dataset(config["data"], "train", config["resolution"]).factors()
+    lines += ["| factor | H(factor) bits | best latent: I(z_i; factor) bits | sum over latents |", "|---|---|---|---|"]
+    for name, values in factors.items():
+        per_seed = _over_seeds(images, "mutual_information_bits", name)
+        lines.append(f"| {name} | {entropy(values):.2f} | {mean_std([max(v) for v in per_seed])} | "
+                     f"{mean_std([sum(v) for v in per_seed])} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_fd_vs_nfe(images: dict, path: Path) -> None:
+    """FD against NFE per row of the table, mean over seeds with std error bars."""
+    first = next(iter(images["seeds"].values()))["fd_table"]
+    figure, axis = plt.subplots(figsize=(5.5, 3.8), dpi=110)
+    for row, cells in first.items():
+        nfes = sorted(cells, key=int)
+        runs = [[v["fd"] for v in _over_seeds(images, "fd_table", row, n)] for n in nfes]
+        means = [sum(r) / len(r) for r in runs]
+        spreads = [(sum((x - m) ** 2 for x in r) / max(len(r) - 1, 1)) ** 0.5 for r, m in zip(runs, means, strict=True)]
+        axis.errorbar([int(n) for n in nfes], means, yerr=spreads, marker="o", capsize=3, label=row)
+    axis.set_xscale("log")
+    axis.set_xlabel("network evaluations (Heun)")
+    axis.set_ylabel("FD (genlab shapes features) ↓")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
