@@ -37,6 +37,31 @@ def test_encoder_gives_logits_per_latent_and_checks_the_image_size():
         encoder(torch.randn(2, 3, 32, 32))
 
 
+def test_calibrated_encoder_gives_the_training_codes_at_inference():
+    images, labels = shapes(200)
+    model = tiny_model()
+    model(images, labels)  # one training-mode call moves the running statistics a little
+    with torch.no_grad():
+        model.encoder.batch_norm.running_mean.add_(1.0)  # and lagging statistics move them further
+        training_logits = model.encoder.train()(images)
+        model.eval()
+        lagging = model.encoder(images)
+        model.calibrate_encoder(images, batch_size=200)
+        calibrated = model.encoder(images)
+    assert not torch.allclose(lagging, training_logits, atol=0.1)
+    torch.testing.assert_close(calibrated, training_logits, rtol=0.01, atol=0.01)
+    assert not model.encoder.training
+
+
+def test_batch_norm_head_prefers_no_code_on_average():
+    images, _ = shapes(64)
+    encoder = tiny_model().encoder.train()
+    with torch.no_grad():
+        logits = encoder(images)  # [B, m, k]
+    torch.testing.assert_close(logits.mean(0), torch.zeros_like(logits[0]), atol=1e-5, rtol=0)
+    assert logits.std(0).mean() > 0.1  # the codes depend on the image from the first step
+
+
 @pytest.mark.parametrize(("m", "k"), [(0, 8), (2, 1), (-1, 4)])
 def test_too_few_latents_or_codes_are_rejected(m, k):
     with pytest.raises(GenlabError, match="at least 1 latent and 2 codes"):
@@ -207,3 +232,18 @@ def test_features_of_small_images_are_compared_at_their_own_size():
     images, labels = shapes(500)
     scores = evaluate_samples(images, labels, "shapes")
     assert scores["fd"] < 1.0 and scores["accuracy"] > 0.95
+
+
+def test_grouped_latents_feed_the_coarse_and_fine_attention_levels():
+    model = tiny_model(size="small", latent_groups=2)
+    groups = {m.group for m in model.denoiser.net.backbone.modules() if hasattr(m, "group")}
+    assert groups == {0, 1}
+    images, labels = shapes(4)
+    assert torch.isfinite(model(images, labels))
+    with pytest.raises(GenlabError, match="context_groups must be in"):
+        tiny_model(latent_groups=2)  # the tiny U-Net has one attention level
+
+
+def test_too_many_latent_groups_name_the_flag():
+    with pytest.raises(GenlabError, match=r"--latent-groups must be in \[1, 1\].*tiny unet cross-attends in 1"):
+        DisCoConfig(**TINY, latent_groups=2).validate()

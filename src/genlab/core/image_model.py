@@ -154,7 +154,7 @@ def generate_images(denoiser: EDMDenoiser, num_images: int, class_labels: Tensor
     """
     if sampler not in SAMPLERS:
         raise GenlabError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-    net = getattr(denoiser.net, "backbone", denoiser.net)
+    net = getattr(denoiser.net, "backbone", denoiser.net)  # wrapper nets (DisCoNet) expose their image backbone
     shape = (num_images, net.config.in_channels, net.config.resolution, net.config.resolution)
     per_image = dict(extra or {})
     if class_labels is not None:

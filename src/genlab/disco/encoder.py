@@ -32,11 +32,18 @@ class LatentEncoder(ModelMixin, ConfigMixin):
     Patches (``patch_size``) get a fixed 2-D sin-cos position embedding; ``m`` learned class tokens
     are prepended; after ``depth`` pre-LN blocks a shared linear head maps each class token to ``k``
     logits (the tokens differ by their learned initial values).
+
+    ``batch_norm_head`` (default) standardises the class tokens' features over the batch
+    (BatchNorm without affine terms) and drops the head's bias, so no code can be preferred for
+    every image. Without it, a freshly initialised ViT gives nearly the same logits for every
+    image (their spread across images is ~0.02 at init), the codes carry no information, and
+    end-to-end training settles on one code per latent (measured in docs/results/disco.md).
     """
 
     @register_to_config
     def __init__(self, in_channels: int = 3, resolution: int = 16, patch_size: int = 4, hidden_size: int = 128,
-                 depth: int = 3, num_heads: int = 4, num_latents: int = 4, num_codes: int = 16) -> None:
+                 depth: int = 3, num_heads: int = 4, num_latents: int = 4, num_codes: int = 16,
+                 batch_norm_head: bool = True) -> None:
         super().__init__()
         check_latent_shape(num_latents, num_codes)
         if resolution % patch_size or hidden_size % 4 or hidden_size % num_heads:
@@ -48,7 +55,8 @@ class LatentEncoder(ModelMixin, ConfigMixin):
         self.class_tokens = nn.Parameter(torch.randn(1, num_latents, hidden_size) * 0.02)
         self.blocks = nn.ModuleList(TransformerBlock(hidden_size, num_heads) for _ in range(depth))
         self.norm = nn.LayerNorm(hidden_size)
-        self.head = nn.Linear(hidden_size, num_codes)
+        self.batch_norm = nn.BatchNorm1d(num_latents * hidden_size, affine=False) if batch_norm_head else None
+        self.head = nn.Linear(hidden_size, num_codes, bias=not batch_norm_head)
 
     def forward(self, images: Tensor) -> Tensor:
         """``images [B, C, H, W]`` -> logits ``[B, m, k]``."""
@@ -61,7 +69,10 @@ class LatentEncoder(ModelMixin, ConfigMixin):
         tokens = torch.cat([self.class_tokens.expand(images.shape[0], -1, -1), patches], dim=1)
         for block in self.blocks:
             tokens = block(tokens)
-        return self.head(self.norm(tokens[:, : cfg.num_latents]))
+        features = self.norm(tokens[:, : cfg.num_latents])  # [B, m, hidden]
+        if self.batch_norm is not None:
+            features = self.batch_norm(features.flatten(1)).view_as(features)
+        return self.head(features)
 
 
 class LatentConditioner(nn.Module):

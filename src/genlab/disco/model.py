@@ -85,6 +85,8 @@ class DisCoDiff(nn.Module):
         prior is trained on).
         """
         device = next(self.encoder.parameters()).device
+        was_training = self.encoder.training
+        self.encoder.eval()  # batch statistics of the head: the running averages, not this batch's
         chunks = []
         for start in range(0, images.shape[0], batch_size):
             logits = self.encoder(images[start : start + batch_size].to(device)).float().cpu()
@@ -93,7 +95,29 @@ class DisCoDiff(nn.Module):
                 chunks.append(torch.multinomial(probs, 1, generator=generator).view(logits.shape[:2]))
             else:
                 chunks.append(logits.argmax(-1))
+        self.encoder.train(was_training)
         return torch.cat(chunks)
+
+    @torch.no_grad()
+    def calibrate_encoder(self, images: Tensor, batch_size: int = 500) -> None:
+        """Recompute the encoder head's batch-norm statistics exactly over ``images [N, C, H, W]``.
+
+        During training the running averages lag behind the weights, and the head divides by the
+        features' small spread across images, so inference codes drift from the training codes;
+        after calibration ``encode`` gives the codes the weights were trained with.
+        """
+        norm = self.encoder.batch_norm
+        if norm is None:
+            return
+        device = next(self.encoder.parameters()).device
+        was_training, momentum = self.encoder.training, norm.momentum
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average over the batches below
+        self.encoder.train()
+        for start in range(0, images.shape[0], batch_size):
+            self.encoder(images[start : start + batch_size].to(device))
+        norm.momentum = momentum
+        self.encoder.train(was_training)
 
     def code_usage(self, images: Tensor) -> Tensor:
         """Share of the k codes each latent uses on ``images`` (most-likely codes): ``[m]``."""
@@ -122,7 +146,8 @@ class DisCoDiff(nn.Module):
         """Sample ``num`` images ``[N, C, H, W]`` in ``[-1, 1]``; returns ``(images, codes [N, m])``.
 
         Codes come from the prior unless given. ``class_labels [N]`` is required for
-        class-conditional models. One generator seeded by ``seed`` draws the codes, then the noise.
+        class-conditional models. The prior draws with a generator seeded by ``seed``, the
+        sampler's noise with one seeded by ``seed + 1``.
         """
         if self.info.get("num_classes") and class_labels is None:
             raise GenlabError("this DisCo-Diff model is class-conditional: pass class_labels")

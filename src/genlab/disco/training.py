@@ -39,10 +39,12 @@ class DisCoConfig(ImageModelConfig):
 
     data: str = option("shapes", "data set", choices=("digits", "shapes"))
     num_latents: int = option(4, "m: discrete latents per image")
-    num_codes: int = option(16, "k: codes per latent")
+    num_codes: int = option(8, "k: codes per latent")
     temperature: float = option(1.0, "Gumbel-softmax temperature τ in stage 1")
     straight_through: bool = option(False, "straight-through Gumbel codes (one-hot forward)")
     latent_dropout: float = option(0.1, "probability of replacing an image's latents by the null latents")
+    encoder_batch_norm: bool = option(True, "batch-normalise the encoder head's features (without it the codes "
+                                             "collapse to one per latent in our runs)")
     latent_groups: int = option(1, "grouped latents: split the m latents into G groups feeding different "
                                    "resolutions (U-Net levels / DiT block runs; group 0 = coarsest)")
     prior_steps: int = option(1500, "stage-2 steps of the autoregressive prior")
@@ -57,8 +59,12 @@ class DisCoConfig(ImageModelConfig):
             raise GenlabError(f"--latent-dropout must be in [0, 1], got {self.latent_dropout}")
         if not self.temperature > 0:
             raise GenlabError(f"--temperature must be > 0, got {self.temperature}")
-        if not 1 <= self.latent_groups <= self.num_latents:
-            raise GenlabError(f"--latent-groups must be in [1, m={self.num_latents}], got {self.latent_groups}")
+        backbone = MODEL_SIZES[self.arch][self.size]
+        places = len(backbone["attention_levels"]) if self.arch == "unet" else backbone["depth"]
+        if not 1 <= self.latent_groups <= min(self.num_latents, places):
+            raise GenlabError(f"--latent-groups must be in [1, {min(self.num_latents, places)}] (m = {self.num_latents} "
+                              f"latents; the {self.size} {self.arch} cross-attends in {places} places), "
+                              f"got {self.latent_groups}")
         if self.prior_steps < 1 or self.prior_batch_size < 1 or not self.prior_lr > 0:
             raise GenlabError("--prior-steps, --prior-batch-size and --prior-lr must be positive")
 
@@ -75,7 +81,7 @@ def build_disco(config: DisCoConfig, channels: int, resolution: int, num_classes
     num_classes = num_classes if config.conditional else 0
     encoder = LatentEncoder(in_channels=channels, resolution=resolution, patch_size=max(1, resolution // 4),
                             num_latents=config.num_latents, num_codes=config.num_codes,
-                            **ENCODER_SIZES[config.size])
+                            batch_norm_head=config.encoder_batch_norm, **ENCODER_SIZES[config.size])
     backbone = {"in_channels": channels, "resolution": resolution, "num_classes": num_classes,
                 **MODEL_SIZES[config.arch][config.size]}
     net = DisCoNet(config.arch, backbone, config.num_latents, config.num_codes, latent_groups=config.latent_groups,
@@ -117,6 +123,7 @@ def train_disco(config: DisCoConfig) -> DisCoDiff:
     stage1 = Trainer(model, stage1_loss(num_classes, config.label_dropout), TensorDataset(images, labels),
                      run_dir / "stage1", config, {**run_config, "stage": 1})
     model = stage1.fit(resume=_resume_stage(run_dir / "stage1", config.resume)).ema_model.eval()
+    model.calibrate_encoder(images)
     usage = model.code_usage(images)
     model.info["code_usage"] = usage.tolist()
     warn_collapse(usage)

@@ -43,7 +43,7 @@ class ImageExperimentConfig:
     train_steps: int = 3000
     prior_steps: int = 1500
     num_latents: int = 4
-    num_codes: int = 16
+    num_codes: int = 8
     num_images: int = 1000
     sampler_steps: tuple[int, ...] = (4, 8, 18, 40)  # Heun: NFE 7, 15, 35, 79
     cfg_scales: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0)
