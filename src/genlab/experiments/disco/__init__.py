@@ -60,11 +60,26 @@ def _over_seeds(images: dict, *path: str) -> list:
     return values
 
 
+CONTROL_ROW = "control: DisCo-Diff network, latents always dropped"
+
+
+def table_runs(images: dict) -> dict[str, list[dict]]:
+    """``row -> [one {NFE: scores} per seed]`` for the FD table, the control row last (if run)."""
+    rows = {row: [record["fd_table"][row] for record in images["seeds"].values()]
+            for row in next(iter(images["seeds"].values()))["fd_table"]}
+    if images.get("control"):
+        rows[CONTROL_ROW] = [record["fd_table"] for record in images["control"].values()]
+    return rows
+
+
 def fd_rows(images: dict, metric: str = "fd") -> dict[str, dict[str, str]]:
-    """``row -> NFE -> "mean ± std"`` of ``metric`` over seeds."""
-    first = next(iter(images["seeds"].values()))["fd_table"]
-    return {row: {nfe: mean_std([v[metric] for v in _over_seeds(images, "fd_table", row, nfe)]) for nfe in cells}
-            for row, cells in first.items()}
+    """``row -> NFE -> "mean ± std"`` of ``metric`` over seeds (the row's seed count in its name if it differs)."""
+    seeds = len(images["seeds"])
+    table = {}
+    for row, runs in table_runs(images).items():
+        name = row if len(runs) == seeds else f"{row} ({len(runs)} seed{'s' * (len(runs) > 1)})"
+        table[name] = {nfe: mean_std([run[nfe][metric] for run in runs]) for nfe in runs[0]}
+    return table
 
 
 def report(toy: dict, images: dict) -> str:
@@ -102,15 +117,16 @@ def report(toy: dict, images: dict) -> str:
 
 def plot_fd_vs_nfe(images: dict, path: Path) -> None:
     """FD against NFE per row of the table, mean over seeds with std error bars."""
-    first = next(iter(images["seeds"].values()))["fd_table"]
-    figure, axis = plt.subplots(figsize=(5.5, 3.8), dpi=110)
-    for row, cells in first.items():
-        nfes = sorted(cells, key=int)
-        runs = [[v["fd"] for v in _over_seeds(images, "fd_table", row, n)] for n in nfes]
-        means = [sum(r) / len(r) for r in runs]
-        spreads = [(sum((x - m) ** 2 for x in r) / max(len(r) - 1, 1)) ** 0.5 for r, m in zip(runs, means, strict=True)]
-        axis.errorbar([int(n) for n in nfes], means, yerr=spreads, marker="o", capsize=3, label=row)
+    figure, axis = plt.subplots(figsize=(6, 4), dpi=110)
+    for row, runs in table_runs(images).items():
+        nfes = sorted(runs[0], key=int)
+        values = [[run[n]["fd"] for run in runs] for n in nfes]
+        means = [sum(v) / len(v) for v in values]
+        spreads = [(sum((x - m) ** 2 for x in v) / max(len(v) - 1, 1)) ** 0.5 for v, m in zip(values, means, strict=True)]
+        axis.errorbar([int(n) for n in nfes], means, yerr=spreads, marker="o", capsize=3, label=row,
+                      linestyle="--" if row == CONTROL_ROW else "-")
     axis.set_xscale("log")
+    axis.set_yscale("log")
     axis.set_xlabel("network evaluations (Heun)")
     axis.set_ylabel("FD (genlab shapes features) ↓")
     axis.legend(fontsize=8)

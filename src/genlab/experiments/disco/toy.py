@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import torch
 from torch.utils.data import TensorDataset
 
+from genlab.core.checkpoint import latest_checkpoint
 from genlab.core.edm import karras_sigmas, sample
 from genlab.core.train import LoopConfig, Trainer
 from genlab.disco.codes import code_usage
@@ -42,12 +43,15 @@ class ToyConfig:
 
 
 def train_toy(model: ToyDisCo, points: torch.Tensor, run_dir: Path, config: ToyConfig, seed: int) -> ToyDisCo:
-    """Train encoder and denoiser end to end with the EDM loss; returns the EMA model."""
+    """Train encoder and denoiser end to end with the EDM loss; returns the EMA model.
+
+    A finished run in ``run_dir`` is reused (resuming it adds no steps).
+    """
     loop = LoopConfig(steps=config.train_steps, batch_size=config.batch_size, lr=1e-3, warmup_steps=100,
                       checkpoint_every=config.train_steps, log_every=100, seed=seed, progress=False)
     trainer = Trainer(model, lambda m, batch: m.loss(batch[0]), TensorDataset(points), run_dir, loop,
                       {**asdict(loop), "model": "toy", "num_latents": model.num_latents})
-    return trainer.fit().ema_model.eval()
+    return trainer.fit(resume=latest_checkpoint(run_dir / "checkpoints") is not None).ema_model.eval()
 
 
 @torch.no_grad()
@@ -97,7 +101,8 @@ def run_toy(out: Path, config: ToyConfig = ToyConfig()) -> dict:
         for name, num_latents in VARIANTS.items():
             torch.manual_seed(seed)
             model = ToyDisCo(num_latents=num_latents, num_codes=config.num_codes, hidden=config.hidden)
-            model = train_toy(model, points, out / "runs" / f"{name}-seed{seed}", config, seed)
+            run_dir = out / "runs" / f"{name}-{config.train_steps}steps-h{config.hidden}-seed{seed}"
+            model = train_toy(model, points, run_dir, config, seed)
             samples, paths = sample_toy(model, points, config.eval_points, config.sampler_steps, seed + 100)
             record = {"w2": wasserstein2(samples, reference), "straightness": straightness(paths),
                       "off_mode": off_mode_share(samples, config.ring_std)}
