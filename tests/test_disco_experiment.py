@@ -47,3 +47,18 @@ def test_a_second_run_reuses_models_and_numbers(reproduction):
         again = disco.run(out, TINY)
     assert [path.stat().st_mtime_ns for path in models] == stamps
     assert again["images"]["seeds"] == results["images"]["seeds"]
+
+
+def test_demo_part_writes_its_report_section(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from genlab import demo
+
+    tiny = disco.DisCoPreset(TINY.toy, replace(TINY.images, seeds=(0,), sampler_steps=(3,), control_seeds=()))
+    monkeypatch.setitem(disco.PRESETS, "demo", tiny)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = demo.run_demo(tmp_path, only="disco").read_text()
+    assert "DisCo-Diff: discrete latents for diffusion" in report
+    assert 'src="disco/images/latent_grid.png"' in report and "latent CFG w=2.0" in report
+    assert (tmp_path / "disco" / "images" / "latent_grid.png").is_file()

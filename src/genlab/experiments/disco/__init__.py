@@ -31,10 +31,12 @@ PRESETS = {
     "full": DisCoPreset(),
     "quick": DisCoPreset(ToyConfig(seeds=(0,), train_steps=1500),
                          ImageExperimentConfig(seeds=(0,), train_steps=800, prior_steps=400, num_images=500,
-                                               sampler_steps=(4, 18), cfg_scales=(1.0, 2.0), cfg_images=300)),
+                                               sampler_steps=(4, 18), cfg_scales=(1.0, 2.0), cfg_images=300,
+                                               control_seeds=(0,))),
     "demo": DisCoPreset(ToyConfig(seeds=(0,), train_steps=1500, eval_points=1000),
                         ImageExperimentConfig(seeds=(0,), train_steps=500, prior_steps=300, num_images=300,
-                                              sampler_steps=(18,), cfg_scales=(1.0, 2.0), cfg_images=200)),
+                                              sampler_steps=(18,), cfg_scales=(1.0, 2.0), cfg_images=200,
+                                              control_seeds=())),
 }
 
 
@@ -95,6 +97,7 @@ def report(toy: dict, images: dict) -> str:
                   "|---|" + "---|" * len(nfes)]
         lines += [f"| {row} | " + " | ".join(cells[n] for n in nfes) + " |" for row, cells in rows.items()]
         lines.append("")
+    lines += per_seed_fd(images) + [""]
     scales = list(next(iter(images["seeds"].values()))["latent_cfg"])
     lines += ["## 3. Latent CFG (scale w: 1 = no guidance)", "", "| w | FD | precision | recall | accuracy |",
               "|---|---|---|---|---|"]
@@ -113,6 +116,21 @@ def report(toy: dict, images: dict) -> str:
         lines.append(f"| {name} | {entropy(values):.2f} | {mean_std([max(v) for v in per_seed])} | "
                      f"{mean_std([sum(v) for v in per_seed])} |")
     return "\n".join(lines) + "\n"
+
+
+def per_seed_fd(images: dict) -> list[str]:
+    """Markdown lines: FD of every row for each seed (the paired comparison behind the means)."""
+    first = next(iter(images["seeds"].values()))["fd_table"]
+    nfes = list(next(iter(first.values())))
+    lines = ["**FD per seed**", "", "| seed | model | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
+             "|---|---|" + "---|" * len(nfes)]
+    for seed, record in images["seeds"].items():
+        rows = dict(record["fd_table"])
+        if seed in images.get("control", {}):
+            rows[CONTROL_ROW] = images["control"][seed]["fd_table"]
+        lines += [f"| {seed} | {row} | " + " | ".join(f"{cells[n]['fd']:.3f}" for n in nfes) + " |"
+                  for row, cells in rows.items()]
+    return lines
 
 
 def plot_fd_vs_nfe(images: dict, path: Path) -> None:

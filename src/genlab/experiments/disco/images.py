@@ -53,7 +53,7 @@ class ImageExperimentConfig:
     cfg_scales: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0)
     cfg_images: int = 500
     cfg_sampler_steps: int = 18
-    control_seeds: tuple[int, ...] = (0,)
+    control_seeds: tuple[int, ...] = (0, 1, 2)
 
 
 def _loop_settings(config: ImageExperimentConfig, seed: int, run_dir: Path) -> dict:
