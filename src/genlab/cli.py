@@ -230,7 +230,7 @@ def reproduce_guidance(quick: bool, out: str) -> None:
 
 
 @reproduce.command("disco")
-@click.option("--quick", is_flag=True, help="one seed, short training, fewer samples (a few minutes on 2 cores)")
+@click.option("--quick", is_flag=True, help="one seed, short training, fewer samples (about 5 minutes on 2 cores)")
 @click.option("--out", default="runs/reproduce/disco", show_default=True, help="output folder")
 def reproduce_disco(quick: bool, out: str) -> None:
     """DisCo-Diff (Xu et al. 2024): the 2-D toy (W2 and path straightness with and without a

@@ -34,7 +34,7 @@ PRESETS = {
                                                sampler_steps=(4, 18), cfg_scales=(1.0, 2.0), cfg_images=300,
                                                control_seeds=(0,))),
     "demo": DisCoPreset(ToyConfig(seeds=(0,), train_steps=1500, eval_points=1000),
-                        ImageExperimentConfig(seeds=(0,), train_steps=500, prior_steps=300, num_images=300,
+                        ImageExperimentConfig(seeds=(0,), train_steps=400, prior_steps=200, num_images=300,
                                               sampler_steps=(18,), cfg_scales=(1.0, 2.0), cfg_images=200,
                                               control_seeds=())),
 }
