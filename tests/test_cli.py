@@ -9,22 +9,12 @@ import pytest
 from genlab.cli import main
 
 
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def test_help_lists_every_command(capsys):
-    code, out, _ = run_cli(capsys, "--help")
+def test_help_lists_every_command(run_cli):
+    code, out, _ = run_cli("--help")
     assert code == 0
     for command in ("train", "sample", "evaluate", "demo"):
         assert command in out
-    code, out, _ = run_cli(capsys, "train", "image", "--help")
+    code, out, _ = run_cli("train", "image", "--help")
     assert code == 0 and "--label-dropout" in out and "--resume" in out and "global batch size" in out
 
 
@@ -36,16 +26,16 @@ def trained_run(tmp_path_factory):
     return run
 
 
-def test_sample_writes_a_grid_with_one_column_per_class(capsys, trained_run):
-    code, out, err = run_cli(capsys, "sample", "image", "--run", str(trained_run), "--num", "20", "--steps", "3")
+def test_sample_writes_a_grid_with_one_column_per_class(run_cli, trained_run):
+    code, out, err = run_cli("sample", "image", "--run", str(trained_run), "--num", "20", "--steps", "3")
     assert code == 0, err
     grid = iio.imread(trained_run / "samples.png")
     assert grid.shape[2] == 3 and grid.shape[1] > grid.shape[0], "10 columns by 2 rows"
 
 
-def test_evaluate_writes_metrics_json(capsys, trained_run):
+def test_evaluate_writes_metrics_json(run_cli, trained_run):
     out_json = trained_run / "eval.json"
-    code, out, err = run_cli(capsys, "evaluate", "--run", str(trained_run), "--num", "40", "--steps", "3",
+    code, out, err = run_cli("evaluate", "--run", str(trained_run), "--num", "40", "--steps", "3",
                              "--out", str(out_json))
     assert code == 0, err
     results = json.loads(out_json.read_text())
@@ -64,21 +54,21 @@ def test_evaluate_writes_metrics_json(capsys, trained_run):
         (["demo", "--only", "nothing"], "Invalid value for '--only'"),
     ],
 )
-def test_bad_input_is_one_clear_line(capsys, tmp_path, args, message):
-    code, _, err = run_cli(capsys, *args, *(["--run-dir", str(tmp_path / "r")] if args[0] == "train" else []))
+def test_bad_input_is_one_clear_line(run_cli, tmp_path, args, message):
+    code, _, err = run_cli(*args, *(["--run-dir", str(tmp_path / "r")] if args[0] == "train" else []))
     assert code == 2
     assert message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1, err
 
 
-def test_corrupt_model_weights_are_reported(capsys, trained_run, tmp_path):
+def test_corrupt_model_weights_are_reported(run_cli, trained_run, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(trained_run / "model", broken)
     (broken / "diffusion_pytorch_model.safetensors").write_bytes(b"not a safetensors file")
-    code, _, err = run_cli(capsys, "sample", "image", "--run", str(broken))
+    code, _, err = run_cli("sample", "image", "--run", str(broken))
     assert code == 2 and "cannot load the model weights" in err and "Traceback" not in err
 
 
-def test_class_label_out_of_range_is_rejected(capsys, trained_run):
-    code, _, err = run_cli(capsys, "sample", "image", "--run", str(trained_run), "--class-label", "10")
+def test_class_label_out_of_range_is_rejected(run_cli, trained_run):
+    code, _, err = run_cli("sample", "image", "--run", str(trained_run), "--class-label", "10")
     assert code == 2 and "--class-label must be in [0, 9]" in err

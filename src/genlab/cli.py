@@ -246,6 +246,75 @@ def reproduce_disco(quick: bool, out: str) -> None:
 
 
 @cli.command()
+@click.option("--model", "model_dir", required=True, help="folder of a LlamaForCausalLM or GPT2LMHeadModel (save_pretrained)")
+@click.option("--operator", default="stack", show_default=True,
+              type=click.Choice(["stack", "direct", "learn", "zero", "random"]),
+              help="stack = direct: G_stack / neuron splitting; learn: LiGO; zero: identity-initialised; "
+                   "random: random new parts blended in by a ramp")
+@click.option("--direction", default="depth", show_default=True, type=click.Choice(["depth", "width"]),
+              help="more layers, or wider hidden size / heads / MLP")
+@click.option("--factor", default=4.0, show_default=True, type=float,
+              help="growth factor (whole number for depth, stack and learn)")
+@click.option("--order", default="repeat", show_default=True, type=click.Choice(["repeat", "interleave"]),
+              help="stacking order: repeat = 1..L,1..L,…; interleave = 1,1,2,2,…")
+@click.option("--ramp-steps", default=100, show_default=True, help="random: optimiser steps over which new parts blend in")
+@click.option("--learn-steps", default=100, show_default=True, help="learn: Adam steps on the expansion operators")
+@click.option("--learn-data", default=None, help="learn: text file to train them on (default: stdlib docstrings)")
+@click.option("--seed", default=0, show_default=True, help="seed of new random weights")
+@click.option("--out", required=True, help="folder for the grown model (save_pretrained format)")
+def grow(model_dir: str, operator: str, direction: str, factor: float, order: str, ramp_steps: int,
+         learn_steps: int, learn_data: str | None, seed: int, out: str) -> None:
+    """Grow a Hugging Face causal LM with one of the four operators of "Stacking Your
+    Transformers" (Du et al. 2024) and save it as an ordinary model of the same class.
+
+    Example: genlab grow --model small/ --operator stack --direction depth --factor 4 --out big/
+
+    G_stack (stack, depth) is the paper's recommendation: train a small model for d tokens
+    (see genlab.growth.timing.recommended_growth_tokens), stack it 4x, keep training. zero and
+    direct-width preserve the model's function exactly; random saves its blending masks beside
+    the model (re-attach with genlab.growth.GrowthRamp.load before training on).
+    """
+    from genlab.growth import grow as grow_model
+    from genlab.growth.checkpoints import load_causal_lm, operator_training_batches
+
+    _check_positive(ramp_steps=ramp_steps, learn_steps=learn_steps)
+    source = load_causal_lm(model_dir)
+    batches = None
+    if operator == "learn":
+        batches = operator_training_batches(model_dir, source.config.vocab_size, learn_data, learn_steps,
+                                            batch_size=8, seq_len=128, seed=seed)
+    grown = grow_model(source, operator, direction, int(factor) if factor == int(factor) else factor,
+                       order=order, ramp_steps=ramp_steps, seed=seed, learn_batches=batches, learn_steps=learn_steps)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    grown.model.save_pretrained(out)
+    if grown.ramp is not None:
+        grown.ramp.save(out)
+    before = sum(p.numel() for p in source.parameters())
+    after = sum(p.numel() for p in grown.model.parameters())
+    click.echo(f"grew {type(source).__name__} {before / 1e6:.2f}M -> {after / 1e6:.2f}M parameters "
+               f"({operator}, {direction} x{factor:g}); saved to {out}")
+
+
+@reproduce.command("growth")
+@click.option("--quick", is_flag=True, help="one seed, depth only, short training (about 1.5 minutes on 2 cores)")
+@click.option("--workers", default=2, show_default=True, help="training processes (one CPU thread each)")
+@click.option("--out", default="runs/reproduce/growth", show_default=True, help="output folder")
+def reproduce_growth(quick: bool, workers: int, out: str) -> None:
+    """Stacking Your Transformers (Du et al. 2024) on a byte-level LLaMA and the standard
+    library's docstrings: a large model trained from scratch vs a small one grown 4x in depth
+    (2x in width) with each operator, loss vs tokens and FLOPs, tokens/FLOPs saved to reach the
+    scratch model's final loss over 3 seeds, and a sweep over growth timing d and factor g.
+    Finished runs in --out are reused.
+    """
+    from genlab.experiments import growth
+
+    _check_positive(workers=workers)
+    growth.run(Path(out), growth.PRESETS["quick" if quick else "full"], workers=workers)
+    click.echo((Path(out) / "report.md").read_text())
+    click.echo(f"results, curves and per-run logs in {out}")
+
+
+@cli.command()
 @click.option("--only", "only", type=click.Choice(list(DEMO_PARTS)), default=None, help="run only this part of the demo")
 @click.option("--out", "out", default="runs/demo", show_default=True, help="folder for the report and runs")
 def demo(only: str | None, out: str) -> None:
