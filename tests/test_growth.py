@@ -80,6 +80,25 @@ def test_function_preserving_operators_keep_the_logits(arch, operator, direction
     assert bigger
 
 
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+@pytest.mark.parametrize("operator", ["direct", "learn"])
+def test_split_noise_breaks_the_copies_symmetry_and_keeps_the_function(arch, operator, token_ids):
+    source = MODELS[arch](tie_word_embeddings=False)  # the input embedding's gradient is then the input side only
+
+    def copy_gradient_gap(noise):
+        model = grown_model(source, operator, "width", 2, token_ids, split_noise=noise).model.eval()
+        model(token_ids, labels=token_ids).loss.backward()
+        gradient = model.get_input_embeddings().weight.grad  # (vocab, 2 × hidden): two copies side by side
+        gap = (gradient[:, :32] - gradient[:, 32:]).abs().max() / gradient.abs().max()
+        return model, gap.item()
+
+    exact_copies, gap = copy_gradient_gap(0.0)
+    assert gap == 0.0  # identical copies get identical updates: the wide model trains like the narrow one
+    noisy, gap = copy_gradient_gap(0.1)
+    assert gap > 0.01
+    assert (logits(noisy, token_ids) - logits(source, token_ids)).abs().max() <= 1e-4
+
+
 def test_random_growth_ramps_in_new_parts_and_ends_as_an_ordinary_model(token_ids, tmp_path):
     source = tiny_llama()
     grown = grow(source, "random", "width", 2, ramp_steps=4)

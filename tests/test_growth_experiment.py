@@ -56,7 +56,7 @@ def test_reach_point_interpolates_and_speedup_uses_the_papers_definitions():
     assert result["saved_flops"] == pytest.approx(0.5)
 
 
-TINY = replace(experiment.PRESETS["demo"], layers=2, hidden=32, heads=2, intermediate=64, steps=12, small_steps=4,
+TINY = replace(experiment.PRESETS["quick"], layers=2, hidden=32, heads=2, intermediate=64, steps=12, small_steps=4,
                operators=("direct", "learn", "random"), directions=("depth", "width"), depth_factor=2,
                sweep_small_steps=(2,), sweep_factors=(), learn_steps=2, ramp_steps=3,
                schedule=LMSchedule(batch_size=4, seq_len=32, warmup_steps=1, eval_every=4, eval_batches=1))
@@ -73,6 +73,7 @@ def test_testbed_writes_curves_report_and_counts_the_small_models_tokens(tiny_te
     assert (out / "curves.png").stat().st_size > 0 and (out / "results.json").exists()
     report = (out / "report.md").read_text()
     assert "G_direct (G_stack)" in report and "width ×2" in report and "Growth timing" in report
+    assert "G_direct (G_stack) + split noise 0.1" in report
     record = json.loads((out / "runs" / "direct-depth-g2-d4-s0.json").read_text())
     tokens_per_step = 4 * 32
     assert record["curve"][0]["tokens"] == 4 * tokens_per_step  # continues after the small model
@@ -109,13 +110,14 @@ def saved_llama(tmp_path_factory):
 
 
 @pytest.mark.parametrize(("operator", "direction", "factor", "layers", "hidden"),
-                         [("stack", "depth", "4", 8, 32), ("zero", "width", "2", 2, 64),
+                         [("stack", "depth", "4", 8, 32), ("zero", "width", "2", 2, 64), ("stack", "width", "2", 2, 64),
                           ("learn", "depth", "2", 4, 32)])
 def test_grow_command_writes_a_loadable_grown_model(run_cli, saved_llama, tmp_path, operator, direction, factor,
                                                     layers, hidden):
     out = tmp_path / "grown"
     code, stdout, err = run_cli("grow", "--model", str(saved_llama), "--operator", operator, "--direction",
-                                direction, "--factor", factor, "--learn-steps", "2", "--out", str(out))
+                                direction, "--factor", factor, "--learn-steps", "2", "--split-noise", "0.1",
+                                "--out", str(out))
     assert code == 0, err
     assert "saved to" in stdout
     grown = AutoModelForCausalLM.from_pretrained(out)
@@ -142,3 +144,12 @@ def test_grow_command_rejects_bad_input(run_cli, saved_llama, tmp_path):
     code, _, err = run_cli("grow", "--model", str(saved_llama), "--direction", "width", "--operator", "zero",
                            "--factor", "1.1", "--out", str(tmp_path / "w"))
     assert code == 2 and "not divisible" in err
+
+
+def test_demo_part_writes_its_report_section(tmp_path, monkeypatch):
+    from genlab import demo
+
+    monkeypatch.setitem(experiment.PRESETS, "demo", replace(TINY, directions=("depth",), sweep_small_steps=()))
+    report = demo.run_demo(tmp_path, only="growth").read_text()
+    assert "Model growth: G_stack and the other operators" in report
+    assert 'src="growth/curves.png"' in report and "G_learn" in report

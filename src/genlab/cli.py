@@ -260,10 +260,12 @@ def reproduce_disco(quick: bool, out: str) -> None:
 @click.option("--ramp-steps", default=100, show_default=True, help="random: optimiser steps over which new parts blend in")
 @click.option("--learn-steps", default=100, show_default=True, help="learn: Adam steps on the expansion operators")
 @click.option("--learn-data", default=None, help="learn: text file to train them on (default: stdlib docstrings)")
+@click.option("--split-noise", default=0.0, show_default=True,
+              help="width, stack/learn: zero-sum noise that lets split copies train apart (function still exact)")
 @click.option("--seed", default=0, show_default=True, help="seed of new random weights")
 @click.option("--out", required=True, help="folder for the grown model (save_pretrained format)")
 def grow(model_dir: str, operator: str, direction: str, factor: float, order: str, ramp_steps: int,
-         learn_steps: int, learn_data: str | None, seed: int, out: str) -> None:
+         learn_steps: int, learn_data: str | None, split_noise: float, seed: int, out: str) -> None:
     """Grow a Hugging Face causal LM with one of the four operators of "Stacking Your
     Transformers" (Du et al. 2024) and save it as an ordinary model of the same class.
 
@@ -271,7 +273,8 @@ def grow(model_dir: str, operator: str, direction: str, factor: float, order: st
 
     G_stack (stack, depth) is the paper's recommendation: train a small model for d tokens
     (see genlab.growth.timing.recommended_growth_tokens), stack it 4x, keep training. zero and
-    direct-width preserve the model's function exactly; random saves its blending masks beside
+    direct-width preserve the model's function exactly (give width splitting --split-noise 0.1,
+    or its copies stay identical in training); random saves its blending masks beside
     the model (re-attach with genlab.growth.GrowthRamp.load before training on).
     """
     from genlab.growth import grow as grow_model
@@ -284,7 +287,8 @@ def grow(model_dir: str, operator: str, direction: str, factor: float, order: st
         batches = operator_training_batches(model_dir, source.config.vocab_size, learn_data, learn_steps,
                                             batch_size=8, seq_len=128, seed=seed)
     grown = grow_model(source, operator, direction, int(factor) if factor == int(factor) else factor,
-                       order=order, ramp_steps=ramp_steps, seed=seed, learn_batches=batches, learn_steps=learn_steps)
+                       order=order, ramp_steps=ramp_steps, seed=seed, split_noise=split_noise, learn_batches=batches,
+                       learn_steps=learn_steps)
     Path(out).mkdir(parents=True, exist_ok=True)
     grown.model.save_pretrained(out)
     if grown.ramp is not None:
@@ -322,7 +326,8 @@ def demo(only: str | None, out: str) -> None:
 
     Parts: core (a tiny class-conditional digits model: train, sample, evaluate); guidance (ICG
     and TSG vs CFG on three tiny digits models); disco (DisCo-Diff's 2-D toy and a short shapes
-    run). Each part takes about 2 minutes on 2 cores.
+    run); growth (a byte-level LLaMA grown 4x in depth with each growth operator vs scratch).
+    Each part takes about 2 minutes on 2 cores.
     """
     report = run_demo(Path(out), only)
     click.echo(f"report: {report}")

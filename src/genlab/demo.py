@@ -21,6 +21,7 @@ from genlab.core import image_model
 from genlab.core.images import save_image_grid
 from genlab.errors import GenlabError
 from genlab.experiments import disco as disco_experiment
+from genlab.experiments import growth as growth_experiment
 from genlab.experiments import guidance as guidance_experiment
 
 
@@ -134,8 +135,38 @@ def disco_part(folder: Path) -> ReportSection:
     return ReportSection("DisCo-Diff: discrete latents for diffusion", body, {"toy": toy, "images": rows})
 
 
+def growth_part(folder: Path) -> ReportSection:
+    """Model growth: a 1-layer byte-level LLaMA stacked to 4 layers with each operator vs scratch."""
+    preset = growth_experiment.PRESETS["demo"]
+    results = growth_experiment.run(folder, preset)
+    seed = preset.seeds[0]
+    scratch_loss = results["per_job"][next(iter(results["per_job"]))]["target_loss"]
+    rows = {"scratch (4 layers)": {"final loss": scratch_loss}}
+    for operator in preset.operators:
+        record = growth_experiment.main_rows(results, preset, "depth", operator)[0]
+        rows[growth_experiment.OPERATOR_LABELS[operator]] = {
+            "final loss": record["final_loss"],
+            **{f"{label} saved %": 100 * record[f"saved_{key}"] for key, label in (("tokens", "tokens"), ("flops", "FLOPs"))
+               if record[f"saved_{key}"] is not None}}
+    schedule = preset.schedule
+    body = (
+        "<p>Stacking Your Transformers (Du et al. 2024): train a small model, grow it (G_stack copies its layers "
+        "4×), keep training; paper: a 7B LLaMA reaches its 300B-token loss after 194B tokens. Here: a "
+        f"{preset.layers // preset.depth_factor}-layer byte-level LLaMA ({preset.hidden} wide) trained "
+        f"{preset.small_steps} steps on the Python standard library's docstrings, grown to {preset.layers} layers "
+        f"with each operator and trained {preset.steps} steps (batch {schedule.batch_size}×{schedule.seq_len} bytes), "
+        f"against the {preset.layers}-layer model trained {preset.steps} steps from scratch; seed {seed}. "
+        "'Saved' is the share of the scratch run's tokens/FLOPs the grown run did not need to reach its final "
+        "held-out loss (the small model's cost included; negative = needed more).</p>"
+        + metrics_table(rows, ["tokens saved %", "FLOPs saved %", "final loss"])
+        + f'<div class="figs"><img src="{folder.name}/curves.png" alt="loss vs tokens and FLOPs"></div>'
+        "<p>Full run with width growth, three seeds and the timing/factor sweep: docs/results/growth.md.</p>"
+    )
+    return ReportSection("Model growth: G_stack and the other operators", body, rows)
+
+
 PARTS: dict[str, Callable[[Path], ReportSection]] = {"core": core_part, "guidance": guidance_part,
-                                                      "disco": disco_part}
+                                                      "disco": disco_part, "growth": growth_part}
 
 PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>genlab demo</title>

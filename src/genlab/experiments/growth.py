@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import statistics
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 from pathlib import Path
 
@@ -55,6 +55,7 @@ class GrowthPreset:
     sweep_factors: tuple[int, ...] = (2, 8)
     learn_steps: int = 100
     ramp_steps: int = 100
+    width_split_noise: float = 0.1
     schedule: LMSchedule = field(default_factory=LMSchedule)
 
 
@@ -64,7 +65,7 @@ PRESETS = {
                           sweep_small_steps=(), sweep_factors=(), learn_steps=30, ramp_steps=30,
                           schedule=LMSchedule(eval_every=25, eval_batches=4)),
 }
-PRESETS["demo"] = replace(PRESETS["quick"], steps=200, small_steps=50, operators=("direct", "zero"))
+PRESETS["demo"] = PRESETS["quick"]  # the demo part is the quick run
 
 
 @dataclass(frozen=True)
@@ -76,12 +77,27 @@ class Job:
     direction: str = "depth"
     factor: int = 1
     small_steps: int = 0
+    split_noise: float = 0.0
 
     @property
     def name(self) -> str:
         if self.operator is None:
             return f"scratch-s{self.seed}"
-        return f"{self.operator}-{self.direction}-g{self.factor}-d{self.small_steps}-s{self.seed}"
+        noise = f"-n{self.split_noise:g}" if self.split_noise else ""
+        return f"{self.operator}-{self.direction}-g{self.factor}-d{self.small_steps}{noise}-s{self.seed}"
+
+
+def variants(preset: GrowthPreset, direction: str) -> list[tuple[str, float]]:
+    """``(operator, split noise)`` rows of one direction: every operator, plus symmetry-broken
+    splitting for G_direct and G_learn width (see :func:`genlab.growth.grow`)."""
+    rows = [(op, 0.0) for op in preset.operators]
+    if direction == "width" and preset.width_split_noise:
+        rows += [(op, preset.width_split_noise) for op in ("direct", "learn") if op in preset.operators]
+    return rows
+
+
+def variant_label(operator: str, split_noise: float) -> str:
+    return OPERATOR_LABELS[operator] + (f" + split noise {split_noise:g}" if split_noise else "")
 
 
 def large_config(preset: GrowthPreset) -> LlamaConfig:
@@ -106,8 +122,8 @@ def jobs(preset: GrowthPreset) -> list[Job]:
     """Scratch and every operator × direction per seed, then the timing/factor sweep (first seed, G_stack)."""
     factors = {"depth": preset.depth_factor, "width": preset.width_factor}
     listed = [Job(seed) for seed in preset.seeds]
-    listed += [Job(seed, op, direction, factors[direction], preset.small_steps)
-               for seed in preset.seeds for direction in preset.directions for op in preset.operators]
+    listed += [Job(seed, op, direction, factors[direction], preset.small_steps, noise)
+               for seed in preset.seeds for direction in preset.directions for op, noise in variants(preset, direction)]
     seed = preset.seeds[0]
     listed += [Job(seed, "direct", "depth", preset.depth_factor, d) for d in preset.sweep_small_steps]
     listed += [Job(seed, "direct", "depth", g, preset.small_steps) for g in preset.sweep_factors]
@@ -133,6 +149,7 @@ def run_job(job: Job, preset: GrowthPreset, out: Path) -> dict:
                                       torch.Generator().manual_seed(job.seed + 10_000))
                          for _ in range(preset.learn_steps)] if job.operator == "learn" else None
         grown = grow(small, job.operator, job.direction, job.factor, ramp_steps=preset.ramp_steps, seed=job.seed,
+                     split_noise=job.split_noise,
                      learn_batches=learn_batches, learn_steps=preset.learn_steps)
         if job.operator == "learn":
             learn_tokens = preset.learn_steps * schedule.batch_size * schedule.seq_len
@@ -215,17 +232,24 @@ def _fmt_share(values: list[float | None]) -> str:
     return text + (f" ({missing} of {len(values)} seeds not reached)" if missing else "")
 
 
+def main_rows(analysis: dict, preset: GrowthPreset, direction: str, operator: str,
+              split_noise: float = 0.0) -> list[dict]:
+    """The speed-up records of one operator and direction, one per seed."""
+    factor = preset.depth_factor if direction == "depth" else preset.width_factor
+    return [analysis["per_job"][Job(s, operator, direction, factor, preset.small_steps, split_noise).name]
+            for s in preset.seeds]
+
+
 def main_table(analysis: dict, preset: GrowthPreset) -> list[str]:
     factors = {"depth": preset.depth_factor, "width": preset.width_factor}
     lines = ["| direction | operator | tokens saved | FLOPs saved | speed-up (tokens, paper's definition) | "
              "final loss (grown) | final loss (scratch) |", "|---|---|---|---|---|---|---|"]
     for direction in preset.directions:
-        for op in preset.operators:
-            rows = [analysis["per_job"][Job(s, op, direction, factors[direction], preset.small_steps).name]
-                    for s in preset.seeds]
+        for op, noise in variants(preset, direction):
+            rows = main_rows(analysis, preset, direction, op, noise)
             finals = [r["final_loss"] for r in rows]
             targets = [r["target_loss"] for r in rows]
-            lines.append(f"| {direction} ×{factors[direction]} | {OPERATOR_LABELS[op]} | "
+            lines.append(f"| {direction} ×{factors[direction]} | {variant_label(op, noise)} | "
                          f"{_fmt_share([r['saved_tokens'] for r in rows])} | "
                          f"{_fmt_share([r['saved_flops'] for r in rows])} | "
                          f"{_fmt_share([r['speedup_tokens'] for r in rows])} | "
@@ -257,10 +281,11 @@ def plot_curves(records: dict[str, dict], preset: GrowthPreset, path: Path) -> N
             axis = axes[row][column]
             scratch = records[Job(seed).name]["curve"]
             axis.plot([p[key] for p in scratch], [p["val_loss"] for p in scratch], "k-", label="scratch")
-            for op in preset.operators:
-                record = records[Job(seed, op, direction, factors[direction], preset.small_steps).name]
+            for op, noise in variants(preset, direction):
+                record = records[Job(seed, op, direction, factors[direction], preset.small_steps, noise).name]
                 curve = record["small_curve"] + record["curve"]
-                axis.plot([p[key] for p in curve], [p["val_loss"] for p in curve], label=OPERATOR_LABELS[op])
+                axis.plot([p[key] for p in curve], [p["val_loss"] for p in curve], label=variant_label(op, noise),
+                          linestyle="--" if noise else "-")
             axis.axhline(scratch[-1]["val_loss"], color="grey", linestyle=":", linewidth=1)
             axis.set_ylim(top=min(3.5, axis.get_ylim()[1]))
             axis.set_xlabel(key + (" (training, 6N+attention)" if key == "flops" else ""))

@@ -23,6 +23,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 from genlab.growth.architectures import Architecture, Axis
 from genlab.growth.build import build_grown
 from genlab.growth.plan import DepthPlan, WidthPlan, width_plan
+from genlab.growth.tensors import zero_sum_noise
 
 
 def _one_hot(index: torch.Tensor, columns: int) -> torch.Tensor:
@@ -55,7 +56,7 @@ class DepthMixing(nn.Module):
 class WidthExpansion(nn.Module):
     """``A_k`` and ``B_k`` for every growable kind, started at G_direct's neuron splitting."""
 
-    def __init__(self, arch: Architecture, plan: WidthPlan):
+    def __init__(self, arch: Architecture, plan: WidthPlan, noise: float = 0.0, generator: torch.Generator | None = None):
         super().__init__()
         self.arch, self.plan = arch, plan
         self.maps = nn.ParameterDict()
@@ -64,7 +65,12 @@ class WidthExpansion(nn.Module):
                 continue
             copy = _one_hot(torch.arange(plan.new[kind]) % plan.old[kind], plan.old[kind])
             self.maps[f"{kind}_out"] = nn.Parameter(copy.clone())
-            self.maps[f"{kind}_in"] = nn.Parameter(copy / plan.factor(kind))
+            copies = round(plan.factor(kind))
+            split = copy / copies
+            if noise and copies > 1:  # symmetry breaking, function-preserving (see genlab.growth.tensors)
+                split = split + zero_sum_noise(split.shape, 0, copies, noise / (copies * plan.old[kind] ** 0.5),
+                                               generator)
+            self.maps[f"{kind}_in"] = nn.Parameter(split)
         self.final_scale = nn.Parameter(torch.tensor(1.0 / plan.factor("hidden")))
 
     def _matrix(self, axis: Axis) -> torch.Tensor | None:
@@ -90,22 +96,26 @@ class WidthExpansion(nn.Module):
 
 
 def grow_learned(model: PreTrainedModel, arch: Architecture, target_config: PretrainedConfig, direction: str,
-                 factor: int, order: str, batches: Iterable[torch.Tensor], steps: int,
-                 lr: float) -> PreTrainedModel:
-    """Train the expansion operators for ``steps`` Adam steps on ``batches`` (cycled), then materialise."""
+                 factor: int, order: str, batches: Iterable[torch.Tensor], steps: int, lr: float,
+                 split_noise: float = 0.0, generator: torch.Generator | None = None) -> PreTrainedModel:
+    """Train the expansion operators for ``steps`` Adam steps on ``batches`` (cycled), then materialise.
+
+    ``split_noise`` starts the width maps at symmetry-broken splitting (see :func:`~genlab.growth.grow`).
+    """
     source = {name: p.detach() for name, p in model.named_parameters()}
     if direction == "depth":
         plan = DepthPlan.build(arch.num_layers(model.config), factor, order)
         operator = DepthMixing(arch, plan, arch.num_layers(model.config))
         source_layer_of = plan.source_layers.__getitem__
     else:
-        operator = WidthExpansion(arch, width_plan(arch, model.config, target_config))
+        operator = WidthExpansion(arch, width_plan(arch, model.config, target_config), split_noise, generator)
         source_layer_of = int
     with torch.no_grad():
         grown = build_grown(model, target_config, lambda name: operator.expand(source, [name])[name],
                             source_layer_of)
     names = [name for name, _ in grown.named_parameters()]
     optimizer = torch.optim.Adam(operator.parameters(), lr=lr)
+    was_training = model.training
     grown.train()
     batches = list(islice(cycle(batches), steps)) if steps else []
     for ids in tqdm(batches, desc="G_learn operators", leave=False):
@@ -117,4 +127,4 @@ def grow_learned(model: PreTrainedModel, arch: Architecture, target_config: Pret
         values = operator.expand(source, names)
         for name, parameter in grown.named_parameters():
             parameter.copy_(values[name])
-    return grown
+    return grown.train(was_training)

@@ -61,12 +61,15 @@ def canonical_operator(name: str) -> str:
 
 
 def grow(model: PreTrainedModel, operator: str, direction: str, factor: float, *, order: str = "repeat",
-         ramp_steps: int = 100, seed: int = 0, learn_batches: Iterable[torch.Tensor] | None = None,
-         learn_steps: int = 100, learn_lr: float = 1e-3) -> Grown:
+         ramp_steps: int = 100, seed: int = 0, split_noise: float = 0.0,
+         learn_batches: Iterable[torch.Tensor] | None = None, learn_steps: int = 100,
+         learn_lr: float = 1e-3) -> Grown:
     """Grow ``model`` (LLaMA or GPT-2 causal LM) by ``factor`` in ``direction`` with ``operator``.
 
     ``order`` is the stacking order for depth; ``ramp_steps`` G_random's blend length; ``seed``
-    the seed of any new random weights; ``learn_batches`` (token-id tensors ``(B, T)``),
+    the seed of any new random weights; ``split_noise`` (width, direct and learn) the relative
+    std of zero-sum noise that breaks the symmetry between split copies without changing the
+    function — with 0 the copies stay identical in training; ``learn_batches`` (token-id tensors ``(B, T)``),
     ``learn_steps`` and ``learn_lr`` train G_learn's expansion operators.
     """
     operator = canonical_operator(operator)
@@ -78,11 +81,11 @@ def grow(model: PreTrainedModel, operator: str, direction: str, factor: float, *
         if learn_batches is None:
             raise GenlabError("G_learn trains its expansion operators: pass learn_batches (token ids)")
         return Grown(grow_learned(model, arch, target_config, direction, int(factor), order,
-                                  learn_batches, learn_steps, learn_lr))
+                                  learn_batches, learn_steps, learn_lr, split_noise, generator))
     if direction == "depth":
         plan = DepthPlan.build(arch.num_layers(model.config), int(factor), order)
         return _grow_depth(model, arch, target_config, plan, operator, ramp_steps, generator)
-    return _grow_width(model, arch, target_config, operator, ramp_steps, generator)
+    return _grow_width(model, arch, target_config, operator, ramp_steps, split_noise, generator)
 
 
 def _grow_depth(model, arch: Architecture, target_config, plan: DepthPlan, operator: str, ramp_steps: int,
@@ -109,7 +112,7 @@ def _grow_depth(model, arch: Architecture, target_config, plan: DepthPlan, opera
     return Grown(grown, GrowthRamp(grown, masks, ramp_steps) if masks else None)
 
 
-def _grow_width(model, arch: Architecture, target_config, operator: str, ramp_steps: int,
+def _grow_width(model, arch: Architecture, target_config, operator: str, ramp_steps: int, split_noise: float,
                 generator: torch.Generator) -> Grown:
     plan = width_plan(arch, model.config, target_config)
     source = dict(model.named_parameters())
@@ -126,7 +129,7 @@ def _grow_width(model, arch: Architecture, target_config, operator: str, ramp_st
     def tensor_for(name: str) -> torch.Tensor:
         axes = arch.axes(name)
         if operator == "direct":
-            return split_width(source[name], axes, plan)
+            return split_width(source[name], axes, plan, split_noise, generator)
         grown, unsafe = extend_width(source[name], axes, plan, model.config.initializer_range,
                                      arch.norm == "rms", name.endswith("bias"), generator)
         if operator == "zero":

@@ -7,6 +7,12 @@ the old value, and the final norm is divided by the hidden factor so the languag
 residual stream of the grown model is the old one repeated, so LayerNorm and RMSNorm see the
 same mean and scale, and the function is preserved exactly.
 
+Exact copies have a catch: swapping two copies is a symmetry of the grown network, so gradient
+descent keeps them identical forever and the wide model trains like the narrow one. With
+``noise > 0`` each read axis gets zero-sum noise across its copies (copy c reads
+``W/g + E_c`` with ``Σ_c E_c = 0``): the copies' inputs are identical at the start, so the
+function is still exact, but the copies now receive different gradients and drift apart.
+
 ``extend_width`` places the old tensor in the first copy and fills the rest at random; the
 entries that would change the function (:func:`unsafe_entries`) are what G_zero zeroes and
 G_random masks.
@@ -20,15 +26,31 @@ from genlab.growth.architectures import Axis
 from genlab.growth.plan import WidthPlan
 
 
-def split_width(tensor: torch.Tensor, axes: tuple[Axis, ...], plan: WidthPlan) -> torch.Tensor:
-    """G_direct width: tile every axis, divide read axes by their copy count (see module doc)."""
+def split_width(tensor: torch.Tensor, axes: tuple[Axis, ...], plan: WidthPlan, noise: float = 0.0,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """G_direct width: tile every axis, divide read axes by their copy count (see module doc).
+
+    ``noise``: std of the symmetry-breaking zero-sum noise, relative to the tensor's std.
+    """
+    scale = noise * float(tensor.float().std()) if noise and tensor.dim() == 2 else 0.0
     for dim, axis in enumerate(axes):
         tensor = tensor.index_select(dim, plan.source_index(axis.kind, tensor.shape[dim]))
         if axis.role == "in":
-            tensor = tensor / plan.factor(axis.kind)
+            copies = round(plan.factor(axis.kind))
+            tensor = tensor / copies
+            if scale and copies > 1:
+                tensor = tensor + zero_sum_noise(tensor.shape, dim, copies, scale / copies, generator).to(tensor.dtype)
         elif axis.role == "final_norm":
             tensor = tensor / plan.factor("hidden")
     return tensor
+
+
+def zero_sum_noise(shape: torch.Size, dim: int, copies: int, std: float, generator: torch.Generator | None
+                   ) -> torch.Tensor:
+    """Gaussian noise of ``shape`` whose ``copies`` tiled blocks along ``dim`` sum to zero."""
+    noise = torch.randn(shape, generator=generator) * std
+    blocks = noise.unflatten(dim, (copies, -1))
+    return (blocks - blocks.mean(dim, keepdim=True)).flatten(dim, dim + 1)
 
 
 def _old_positions(plan: WidthPlan, axis: Axis, size: int) -> torch.Tensor:
