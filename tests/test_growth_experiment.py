@@ -56,9 +56,15 @@ def test_reach_point_interpolates_and_speedup_uses_the_papers_definitions():
     assert result["saved_flops"] == pytest.approx(0.5)
 
 
+def test_operator_batches_are_different_windows():
+    batches = experiment.operator_batches(ByteCorpus(tuple(f"doc {i} " * 30 for i in range(30))),
+                                          LMSchedule(batch_size=2, seq_len=16), steps=5, seed=0)
+    assert len(batches) == 5 and len({tuple(b.flatten().tolist()) for b in batches}) == 5
+
+
 TINY = replace(experiment.PRESETS["quick"], layers=2, hidden=32, heads=2, intermediate=64, steps=12, small_steps=4,
                operators=("direct", "learn", "random"), directions=("depth", "width"), depth_factor=2,
-               sweep_small_steps=(2,), sweep_factors=(), learn_steps=2, ramp_steps=3,
+               sweep_small_steps=(2,), sweep_factors=(), learn_steps=2, ramp_steps=3, long_steps=16,
                schedule=LMSchedule(batch_size=4, seq_len=32, warmup_steps=1, eval_every=4, eval_batches=1))
 
 
@@ -73,7 +79,8 @@ def test_testbed_writes_curves_report_and_counts_the_small_models_tokens(tiny_te
     assert (out / "curves.png").stat().st_size > 0 and (out / "results.json").exists()
     report = (out / "report.md").read_text()
     assert "G_direct (G_stack)" in report and "width ×2" in report and "Growth timing" in report
-    assert "G_direct (G_stack) + split noise 0.1" in report
+    assert "G_direct (G_stack) + split noise 0.1" in report and "A longer budget" in report
+    assert (out / "curves_long.png").stat().st_size > 0
     record = json.loads((out / "runs" / "direct-depth-g2-d4-s0.json").read_text())
     tokens_per_step = 4 * 32
     assert record["curve"][0]["tokens"] == 4 * tokens_per_step  # continues after the small model
@@ -149,7 +156,8 @@ def test_grow_command_rejects_bad_input(run_cli, saved_llama, tmp_path):
 def test_demo_part_writes_its_report_section(tmp_path, monkeypatch):
     from genlab import demo
 
-    monkeypatch.setitem(experiment.PRESETS, "demo", replace(TINY, directions=("depth",), sweep_small_steps=()))
+    monkeypatch.setitem(experiment.PRESETS, "demo", replace(TINY, directions=("depth",), sweep_small_steps=(),
+                                                            long_steps=0))
     report = demo.run_demo(tmp_path, only="growth").read_text()
     assert "Model growth: G_stack and the other operators" in report
     assert 'src="growth/curves.png"' in report and "G_learn" in report

@@ -56,13 +56,14 @@ class GrowthPreset:
     learn_steps: int = 100
     ramp_steps: int = 100
     width_split_noise: float = 0.1
+    long_steps: int = 2400
     schedule: LMSchedule = field(default_factory=LMSchedule)
 
 
 PRESETS = {
     "full": GrowthPreset(),
     "quick": GrowthPreset(layers=4, steps=300, small_steps=75, directions=("depth",), seeds=(0,),
-                          sweep_small_steps=(), sweep_factors=(), learn_steps=30, ramp_steps=30,
+                          sweep_small_steps=(), sweep_factors=(), learn_steps=30, ramp_steps=30, long_steps=0,
                           schedule=LMSchedule(eval_every=25, eval_batches=4)),
 }
 PRESETS["demo"] = PRESETS["quick"]  # the demo part is the quick run
@@ -78,13 +79,15 @@ class Job:
     factor: int = 1
     small_steps: int = 0
     split_noise: float = 0.0
+    steps: int = 0  # large-model steps; 0 = the preset's
 
     @property
     def name(self) -> str:
+        budget = f"-T{self.steps}" if self.steps else ""
         if self.operator is None:
-            return f"scratch-s{self.seed}"
+            return f"scratch{budget}-s{self.seed}"
         noise = f"-n{self.split_noise:g}" if self.split_noise else ""
-        return f"{self.operator}-{self.direction}-g{self.factor}-d{self.small_steps}{noise}-s{self.seed}"
+        return f"{self.operator}-{self.direction}-g{self.factor}-d{self.small_steps}{noise}{budget}-s{self.seed}"
 
 
 def variants(preset: GrowthPreset, direction: str) -> list[tuple[str, float]]:
@@ -127,7 +130,16 @@ def jobs(preset: GrowthPreset) -> list[Job]:
     seed = preset.seeds[0]
     listed += [Job(seed, "direct", "depth", preset.depth_factor, d) for d in preset.sweep_small_steps]
     listed += [Job(seed, "direct", "depth", g, preset.small_steps) for g in preset.sweep_factors]
+    if preset.long_steps:
+        listed += [Job(seed, steps=preset.long_steps),
+                   Job(seed, "direct", "depth", preset.depth_factor, preset.small_steps, steps=preset.long_steps)]
     return listed
+
+
+def operator_batches(corpus: ByteCorpus, schedule: LMSchedule, steps: int, seed: int) -> list[torch.Tensor]:
+    """G_learn's ``steps`` training batches: fresh windows every step (not the run's data order)."""
+    generator = torch.Generator().manual_seed(seed + 10_000)
+    return [corpus.batch(schedule.batch_size, schedule.seq_len, generator) for _ in range(steps)]
 
 
 def run_job(job: Job, preset: GrowthPreset, out: Path) -> dict:
@@ -136,18 +148,18 @@ def run_job(job: Job, preset: GrowthPreset, out: Path) -> dict:
     if path.exists():
         return json.loads(path.read_text())
     corpus, schedule = ByteCorpus(), preset.schedule
+    steps = job.steps or preset.steps
     torch.manual_seed(job.seed)
     if job.operator is None:
         model = LlamaForCausalLM(large_config(preset))
-        curve = train_lm(model, corpus, preset.steps, schedule, job.seed, desc=job.name)
+        curve = train_lm(model, corpus, steps, schedule, job.seed, desc=job.name)
         record = {"job": asdict(job), "curve": curve}
     else:
         small = LlamaForCausalLM(small_config(preset, job.direction, job.factor))
         small_curve = train_lm(small, corpus, job.small_steps, schedule, job.seed, desc=f"{job.name} small")
         tokens, flops = small_curve[-1]["tokens"], small_curve[-1]["flops"]
-        learn_batches = [corpus.batch(schedule.batch_size, schedule.seq_len,
-                                      torch.Generator().manual_seed(job.seed + 10_000))
-                         for _ in range(preset.learn_steps)] if job.operator == "learn" else None
+        learn_batches = operator_batches(corpus, schedule, preset.learn_steps, job.seed) \
+            if job.operator == "learn" else None
         grown = grow(small, job.operator, job.direction, job.factor, ramp_steps=preset.ramp_steps, seed=job.seed,
                      split_noise=job.split_noise,
                      learn_batches=learn_batches, learn_steps=preset.learn_steps)
@@ -155,7 +167,7 @@ def run_job(job: Job, preset: GrowthPreset, out: Path) -> dict:
             learn_tokens = preset.learn_steps * schedule.batch_size * schedule.seq_len
             flops += learn_tokens * training_flops_per_token(grown.model.config, schedule.seq_len)
             tokens += learn_tokens
-        curve = train_lm(grown.model, corpus, preset.steps, schedule, job.seed + 1, ramp=grown.ramp,
+        curve = train_lm(grown.model, corpus, steps, schedule, job.seed + 1, ramp=grown.ramp,
                          tokens=tokens, flops=flops, desc=job.name)
         record = {"job": asdict(job), "small_curve": small_curve, "curve": curve}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -195,7 +207,10 @@ def reach_point(curve: list[dict], target: float, key: str) -> float | None:
 
 
 def speedup(grown: dict, scratch: dict) -> dict:
-    """Saved share and speed-up ratio in tokens and FLOPs to reach the scratch run's final loss."""
+    """Saved share and speed-up ratio in tokens and FLOPs to reach the scratch run's final loss.
+
+    ``saved_tokens_after_growth`` leaves the small model's (and G_learn's) tokens out.
+    """
     target = scratch["curve"][-1]["val_loss"]
     result = {"target_loss": target, "final_loss": grown["curve"][-1]["val_loss"]}
     for key in ("tokens", "flops"):
@@ -204,6 +219,10 @@ def speedup(grown: dict, scratch: dict) -> dict:
         result[f"{key}_to_target"] = reached
         result[f"saved_{key}"] = None if reached is None else 1 - reached / budget
         result[f"speedup_{key}"] = None if reached is None else budget / reached - 1
+    before_growth = grown["curve"][0]["tokens"]
+    reached = result["tokens_to_target"]
+    budget = scratch["curve"][-1]["tokens"]
+    result["saved_tokens_after_growth"] = None if reached is None else 1 - (reached - before_growth) / budget
     return result
 
 
@@ -213,7 +232,8 @@ def analyse(records: dict[str, dict], preset: GrowthPreset) -> dict:
     for name, record in records.items():
         job = Job(**record["job"])
         if job.operator is not None:
-            per_job[name] = {"job": record["job"], **speedup(record, records[Job(job.seed).name])}
+            scratch = records[Job(job.seed, steps=job.steps).name]
+            per_job[name] = {"job": record["job"], **speedup(record, scratch)}
     large_params = sum(p.numel() for p in LlamaForCausalLM(large_config(preset)).parameters())
     scratch = records[Job(preset.seeds[0]).name]["curve"][-1]
     return {"per_job": per_job, "large_params": large_params,
@@ -242,8 +262,9 @@ def main_rows(analysis: dict, preset: GrowthPreset, direction: str, operator: st
 
 def main_table(analysis: dict, preset: GrowthPreset) -> list[str]:
     factors = {"depth": preset.depth_factor, "width": preset.width_factor}
-    lines = ["| direction | operator | tokens saved | FLOPs saved | speed-up (tokens, paper's definition) | "
-             "final loss (grown) | final loss (scratch) |", "|---|---|---|---|---|---|---|"]
+    lines = ["| direction | operator | tokens saved | tokens saved, small model not counted | FLOPs saved | "
+             "speed-up (tokens, paper's definition) | final loss (grown) | final loss (scratch) |",
+             "|---|---|---|---|---|---|---|---|"]
     for direction in preset.directions:
         for op, noise in variants(preset, direction):
             rows = main_rows(analysis, preset, direction, op, noise)
@@ -251,6 +272,7 @@ def main_table(analysis: dict, preset: GrowthPreset) -> list[str]:
             targets = [r["target_loss"] for r in rows]
             lines.append(f"| {direction} ×{factors[direction]} | {variant_label(op, noise)} | "
                          f"{_fmt_share([r['saved_tokens'] for r in rows])} | "
+                         f"{_fmt_share([r['saved_tokens_after_growth'] for r in rows])} | "
                          f"{_fmt_share([r['saved_flops'] for r in rows])} | "
                          f"{_fmt_share([r['speedup_tokens'] for r in rows])} | "
                          f"{mean_std(finals)} | {mean_std(targets)} |")
@@ -267,6 +289,22 @@ def sweep_table(analysis: dict, preset: GrowthPreset) -> list[str]:
         row = analysis["per_job"][Job(seed, "direct", "depth", g, d).name]
         lines.append(f"| {g} | {d} ({d * tokens_per_step / 1e3:.0f}k) | {_fmt_share([row['saved_tokens']])} | "
                      f"{_fmt_share([row['saved_flops']])} | {row['final_loss']:.3f} |")
+    return lines
+
+
+def budget_table(analysis: dict, preset: GrowthPreset) -> list[str]:
+    """G_stack depth against scratch at the main and the long budget (first seed)."""
+    seed = preset.seeds[0]
+    lines = ["| large-model steps (tokens) | tokens saved | tokens saved, small model not counted | FLOPs saved | "
+             "final loss grown / scratch |", "|---|---|---|---|---|"]
+    tokens_per_step = preset.schedule.batch_size * preset.schedule.seq_len
+    for steps in (0, preset.long_steps):
+        row = analysis["per_job"][Job(seed, "direct", "depth", preset.depth_factor, preset.small_steps,
+                                      steps=steps).name]
+        budget = steps or preset.steps
+        lines.append(f"| {budget} ({budget * tokens_per_step / 1e6:.2f}M) | {_fmt_share([row['saved_tokens']])} | "
+                     f"{_fmt_share([row['saved_tokens_after_growth']])} | {_fmt_share([row['saved_flops']])} | "
+                     f"{row['final_loss']:.3f} / {row['target_loss']:.3f} |")
     return lines
 
 
@@ -297,6 +335,27 @@ def plot_curves(records: dict[str, dict], preset: GrowthPreset, path: Path) -> N
     plt.close(figure)
 
 
+def plot_long_budget(records: dict[str, dict], preset: GrowthPreset, path: Path) -> None:
+    """Held-out loss vs tokens of scratch and G_stack at the long budget (first seed)."""
+    seed = preset.seeds[0]
+    figure, axis = plt.subplots(figsize=(6, 4), dpi=110)
+    scratch = records[Job(seed, steps=preset.long_steps).name]["curve"]
+    stacked = records[Job(seed, "direct", "depth", preset.depth_factor, preset.small_steps,
+                          steps=preset.long_steps).name]
+    axis.plot([p["tokens"] for p in scratch], [p["val_loss"] for p in scratch], "k-", label="scratch")
+    curve = stacked["small_curve"] + stacked["curve"]
+    axis.plot([p["tokens"] for p in curve], [p["val_loss"] for p in curve], label=OPERATOR_LABELS["direct"])
+    axis.axhline(scratch[-1]["val_loss"], color="grey", linestyle=":", linewidth=1)
+    axis.set_ylim(top=min(3.0, axis.get_ylim()[1]))
+    axis.set_xlabel("tokens")
+    axis.set_ylabel("held-out loss (nats/byte)")
+    axis.set_title(f"depth ×{preset.depth_factor}, {preset.long_steps} large-model steps, seed {seed}")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
 def report(analysis: dict, preset: GrowthPreset) -> str:
     lines = [f"Corpus: {corpus_name()}. Large model: LLaMA, {preset.layers} layers × {preset.hidden} wide "
              f"({analysis['large_params'] / 1e3:.0f}k parameters), {preset.steps} steps of "
@@ -310,6 +369,8 @@ def report(analysis: dict, preset: GrowthPreset) -> str:
     if preset.sweep_small_steps or preset.sweep_factors:
         lines += [f"## Growth timing d and factor g (G_stack depth, seed {preset.seeds[0]})", "",
                   *sweep_table(analysis, preset), ""]
+    if preset.long_steps:
+        lines += [f"## A longer budget (G_stack depth, seed {preset.seeds[0]})", "", *budget_table(analysis, preset), ""]
     lines += [f"The paper's timing law gives d = {analysis['law_growth_tokens']:.3g} tokens for this model and "
               f"budget (N = {analysis['large_params']:.3g}, C = {analysis['scratch_flops']:.3g} FLOPs) — far outside "
               "the 410M–7B range it was fitted on, so it is not used here.", ""]
@@ -324,5 +385,7 @@ def run(out: Path, preset: GrowthPreset, workers: int = 2) -> dict:
     results = {"preset": asdict(preset), "corpus": corpus_name(), **analysis}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     plot_curves(records, preset, out / "curves.png")
+    if preset.long_steps:
+        plot_long_budget(records, preset, out / "curves_long.png")
     (out / "report.md").write_text(report(analysis, preset))
     return results
