@@ -8,7 +8,7 @@ process peak in GiB, and the time against a reference measured in the same run: 
 randomly initialising the target model directly.
 
 Shapes (LLaMA, GQA 8:1, vocab 32000):
-  1b:   target 16 layers × 2048 (1.0 B parameters); depth from 4 layers, width from 1024 wide.
+  1b:   target 20 layers × 2048 (1.01 B parameters); depth from 5 layers, width from 1024 wide.
   100m: target 8 layers × 768 (0.11 B); used for G_learn as well, whose operator training runs
         the grown model forward and backward (its memory is that of training, not of growing).
 
@@ -25,7 +25,7 @@ import sys
 import time
 
 SHAPES = {
-    "1b": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=16, num_attention_heads=32,
+    "1b": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=20, num_attention_heads=32,
                num_key_value_heads=4),
     "100m": dict(hidden_size=768, intermediate_size=2048, num_hidden_layers=8, num_attention_heads=12,
                  num_key_value_heads=12),

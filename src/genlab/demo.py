@@ -160,7 +160,10 @@ def growth_part(folder: Path) -> ReportSection:
         "held-out loss (the small model's cost included; negative = needed more).</p>"
         + metrics_table(rows, ["tokens saved %", "FLOPs saved %", "final loss"])
         + f'<div class="figs"><img src="{folder.name}/curves.png" alt="loss vs tokens and FLOPs"></div>'
-        "<p>Full run with width growth, three seeds and the timing/factor sweep: docs/results/growth.md.</p>"
+        "<p>This short run is one seed. In the full run (docs/results/growth.md: 8 layers, three seeds, width "
+        "growth, a timing/factor sweep), G_stack saves 7% of the tokens (25% of the FLOPs) to reach the scratch "
+        "model's loss at 1.6M tokens and 23% of the tokens at 4.9M; the other operators save none, and "
+        "width growth by neuron splitting does not help because the split copies stay identical.</p>"
     )
     return ReportSection("Model growth: G_stack and the other operators", body, rows)
 
