@@ -307,7 +307,8 @@ def reproduce_growth(quick: bool, workers: int, out: str) -> None:
     """Stacking Your Transformers (Du et al. 2024) on a byte-level LLaMA and the standard
     library's docstrings: a large model trained from scratch vs a small one grown 4x in depth
     (2x in width) with each operator, loss vs tokens and FLOPs, tokens/FLOPs saved to reach the
-    scratch model's final loss over 3 seeds, and a sweep over growth timing d and factor g.
+    scratch model's final loss over 3 seeds, a sweep over growth timing d and factor g,
+    and G_stack at a 3x longer budget (about 50 minutes with 2 workers).
     Finished runs in --out are reused.
     """
     from genlab.experiments import growth

@@ -190,8 +190,15 @@ def run_all(out: Path, preset: GrowthPreset, workers: int) -> dict[str, dict]:
     if workers <= 1:
         records = [run_job(*a) for a in tqdm(arguments, desc="growth runs")]
     else:
-        with multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init) as pool:
+        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init)
+        try:
             records = list(tqdm(pool.imap(_run_job_star, arguments), total=len(arguments), desc="growth runs"))
+        except BaseException:
+            pool.terminate()
+            raise
+        finally:  # close + join lets the workers exit cleanly; terminating them leaks their semaphores
+            pool.close()
+            pool.join()
     return {job.name: record for job, record in zip(listed, records, strict=True)}
 
 
