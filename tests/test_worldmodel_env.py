@@ -79,6 +79,7 @@ def test_shards_round_trip_and_episodes_depend_only_on_seed_and_index(tmp_path):
     data = read_shards(tmp_path)
     assert data["frames"].shape == (5, 5, 32, 32, 3) and data["frames"].dtype == np.uint8
     assert data["actions"].shape == (5, 4, 2) and data["rewards"].shape == (5, 4)
+    assert data["states"].shape == (5, 5, 6)
     episode = rollout_episode(1, 3, steps=4, size=32, scripted_share=0.5, noise=0.3)
     assert np.array_equal(data["frames"][3], episode["frames"])
     assert np.array_equal(data["actions"][3], episode["actions"])

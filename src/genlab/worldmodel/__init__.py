@@ -1,7 +1,9 @@
-"""iVideoGPT-style world models (Wu et al. 2024): so far the PushBlock environment and its data.
+"""iVideoGPT-style world models (Wu et al. 2024). Landed so far: environment, data, tokenizers.
 
 :mod:`.env` is a small interactive gymnasium environment; :mod:`.dataset` generates and reads
-episode shards for training video world models on it.
+episode shards; :mod:`.tokenizer` holds the compressive and per-frame video tokenizers,
+:mod:`.perceptual` the feature net of their perceptual loss and :mod:`.training` their training.
+The action-conditioned transformer, the interactive API and planning are still to come.
 """
 
 from genlab.worldmodel.env import PushBlockEnv, scripted_action

@@ -7,7 +7,9 @@ Episode ``i`` of a data set with seed ``s`` depends only on ``(s, i)``, so shard
 regenerated or extended deterministically.
 
 A shard holds ``frames (N, steps + 1, H, W, 3) uint8``, ``actions (N, steps, 2) float32``,
-``rewards (N, steps) float32``, ``success (N,) bool`` and ``scripted (N,) bool`` (which policy).
+``rewards (N, steps) float32``, ``states (N, steps + 1, 6) float32`` (agent, block and goal
+positions, for perceptual features and evaluation), ``success (N,) bool`` and ``scripted (N,)
+bool`` (which policy).
 ``meta.json`` beside the shards records how they were made.
 """
 
@@ -23,7 +25,7 @@ from tqdm.auto import tqdm
 from genlab.errors import GenlabError
 from genlab.worldmodel.env import PushBlockEnv, scripted_action
 
-KEYS = ("frames", "actions", "rewards", "success", "scripted")
+KEYS = ("frames", "actions", "rewards", "states", "success", "scripted")
 
 
 def rollout_episode(seed: int, index: int, steps: int, size: int, scripted_share: float,
@@ -33,7 +35,7 @@ def rollout_episode(seed: int, index: int, steps: int, size: int, scripted_share
     env = PushBlockEnv(size=size, max_steps=steps, terminate_on_success=False)
     frame, info = env.reset(seed=int(rng.integers(2**31)))
     scripted = bool(rng.random() < scripted_share)
-    frames, actions, rewards = [frame], [], []
+    frames, actions, rewards, states = [frame], [], [], [info["state"]]
     drift = rng.uniform(-1, 1, 2)
     for _ in range(steps):
         if scripted:
@@ -45,8 +47,10 @@ def rollout_episode(seed: int, index: int, steps: int, size: int, scripted_share
         frames.append(frame)
         actions.append(action)
         rewards.append(reward)
+        states.append(info["state"])
     return {"frames": np.stack(frames), "actions": np.stack(actions).astype(np.float32),
-            "rewards": np.asarray(rewards, np.float32), "success": np.asarray(info["success"]),
+            "rewards": np.asarray(rewards, np.float32), "states": np.stack(states),
+            "success": np.asarray(info["success"]),
             "scripted": np.asarray(scripted)}
 
 

@@ -1,0 +1,195 @@
+"""Video tokenizers for world models: iVideoGPT's compressive tokenizer and a per-frame baseline.
+
+Frames are float ``[B, T, 3, H, W]`` in [-1, 1]; the first ``context_frames`` are context.
+
+* **Compressive** (``compressive=True``, iVideoGPT): context frames get a full token grid
+  (``context_grid²`` tokens each, e.g. 16×16 at 64 px). Future frames get far fewer
+  (``future_grid²``, e.g. 4×4). Their encoder cross-attends to the context frames' encoder
+  features, and their decoder cross-attends to the decoded context tokens, so a future token
+  only has to carry what changed. Each path has its own codebook.
+* **Per-frame** (``compressive=False``): every frame goes through the context path
+  independently (``context_grid²`` tokens per frame, one codebook).
+
+``encode`` gives :class:`ClipTokens`, ``decode`` turns them back into frames, and ``forward``
+returns the reconstruction and the losses (L1 + VQ codebook + commitment; the perceptual
+term is added by the trainer).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
+from torch import Tensor, nn
+
+from genlab.core.nets.attention import ContextAttention
+from genlab.errors import GenlabError
+from genlab.worldmodel.quantizer import VectorQuantizer
+
+
+@dataclass
+class ClipTokens:
+    """Token ids: ``context [B, Tc, Nc]`` and ``future [B, Tf, Nf]`` (Nc = context_grid², Nf = future grid²)."""
+
+    context: Tensor
+    future: Tensor
+
+
+def _halvings(size: int, grid: int) -> int:
+    steps = math.log2(size / grid) if grid >= 1 else -1.0
+    if steps != int(steps) or steps < 0:
+        raise GenlabError(f"token grid {grid} must divide frame size {size} by a power of two")
+    return int(steps)
+
+
+def conv_block(ins: int, outs: int, scale: str) -> nn.Sequential:
+    if scale == "down":
+        conv = nn.Conv2d(ins, outs, 4, stride=2, padding=1)
+    elif scale == "up":
+        conv = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ins, outs, 3, padding=1))
+    else:
+        conv = nn.Conv2d(ins, outs, 3, padding=1)
+    return nn.Sequential(conv, nn.GroupNorm(8, outs), nn.SiLU())
+
+
+class ConvEncoder(nn.Sequential):
+    """``[B, 3, H, W]`` -> ``[B, channels, H / 2^halvings, W / 2^halvings]``."""
+
+    def __init__(self, channels: int, halvings: int):
+        super().__init__(conv_block(3, channels, "same"), *[conv_block(channels, channels, "down")
+                                                             for _ in range(halvings)],
+                         conv_block(channels, channels, "same"))
+
+
+class ConvDecoder(nn.Sequential):
+    """``[B, channels, g, g]`` -> ``[B, 3, g·2^doublings, g·2^doublings]`` in [-1, 1]."""
+
+    def __init__(self, channels: int, doublings: int):
+        super().__init__(conv_block(channels, channels, "same"), *[conv_block(channels, channels, "up")
+                                                                    for _ in range(doublings)],
+                         nn.Conv2d(channels, 3, 3, padding=1), nn.Tanh())
+
+
+def _tokens(feature_map: Tensor) -> Tensor:
+    return feature_map.flatten(2).transpose(1, 2)
+
+
+def _feature_map(tokens: Tensor) -> Tensor:
+    side = math.isqrt(tokens.shape[1])
+    return tokens.transpose(1, 2).unflatten(2, (side, side))
+
+
+class VideoTokenizer(ModelMixin, ConfigMixin):
+    """See the module docstring. Token counts: :attr:`context_tokens` and :attr:`future_tokens` per frame."""
+
+    @register_to_config
+    def __init__(self, frame_size: int = 64, context_frames: int = 1, compressive: bool = True,
+                 context_grid: int = 16, future_grid: int = 4, channels: int = 64, code_dim: int = 32,
+                 context_codes: int = 512, future_codes: int = 512, num_heads: int = 4, beta: float = 0.25):
+        super().__init__()
+        context_halvings = _halvings(frame_size, context_grid)
+        self.context_encoder = ConvEncoder(channels, context_halvings)
+        self.context_to_code = nn.Linear(channels, code_dim)
+        self.context_quantizer = VectorQuantizer(context_codes, code_dim, beta)
+        self.context_from_code = nn.Linear(code_dim, channels)
+        self.context_decoder = ConvDecoder(channels, context_halvings)
+        if compressive:
+            future_halvings = _halvings(frame_size, future_grid)
+            self.future_encoder = ConvEncoder(channels, future_halvings)
+            self.future_reads_context = ContextAttention(channels, channels, num_heads)
+            self.future_to_code = nn.Linear(channels, code_dim)
+            self.future_quantizer = VectorQuantizer(future_codes, code_dim, beta)
+            self.future_from_code = nn.Linear(code_dim, channels)
+            self.future_upsampler = nn.Sequential(*[conv_block(channels, channels, "up")
+                                                    for _ in range(future_halvings - context_halvings)])
+            self.future_decoder_reads_context = ContextAttention(channels, channels, num_heads)
+            self.future_decoder = ConvDecoder(channels, context_halvings)
+
+    @property
+    def context_tokens(self) -> int:
+        return self.config.context_grid ** 2
+
+    @property
+    def future_tokens(self) -> int:
+        grid = self.config.future_grid if self.config.compressive else self.config.context_grid
+        return grid ** 2
+
+    def _check(self, frames: Tensor) -> None:
+        size, context = self.config.frame_size, self.config.context_frames
+        if frames.dim() != 5 or frames.shape[2:] != (3, size, size):
+            raise GenlabError(f"frames must be [B, T, 3, {size}, {size}], got {list(frames.shape)}")
+        if frames.shape[1] <= context:
+            raise GenlabError(f"a clip needs more than the {context} context frame(s), got {frames.shape[1]}")
+
+    def _encode_context(self, frames: Tensor) -> tuple[Tensor, Tensor, Tensor, dict]:
+        """``frames [B, T, 3, H, W]`` -> (features [B, T·Nc, C], quantized [B, T·Nc, D], ids [B, T, Nc], losses)."""
+        b, t = frames.shape[:2]
+        features = _tokens(self.context_encoder(frames.flatten(0, 1)))
+        quantized, ids, losses = self.context_quantizer(self.context_to_code(features))
+        return (features.reshape(b, -1, features.shape[-1]), quantized.reshape(b, -1, quantized.shape[-1]),
+                ids.reshape(b, t, -1), losses)
+
+    def _decode_context(self, quantized: Tensor, frames: int) -> tuple[Tensor, Tensor]:
+        """``quantized [B, T·Nc, D]`` -> (frames [B, T, 3, H, W], decoder features [B, T·Nc, C])."""
+        b = quantized.shape[0]
+        hidden = self.context_from_code(quantized)
+        per_frame = hidden.reshape(b * frames, -1, hidden.shape[-1])
+        images = self.context_decoder(_feature_map(per_frame))
+        return images.unflatten(0, (b, frames)), hidden
+
+    def _encode_future(self, frames: Tensor, context_features: Tensor) -> tuple[Tensor, Tensor, dict]:
+        b, t = frames.shape[:2]
+        features = _tokens(self.future_encoder(frames.flatten(0, 1)))
+        context = context_features.repeat_interleave(t, dim=0)
+        features = self.future_reads_context(features, context)
+        quantized, ids, losses = self.future_quantizer(self.future_to_code(features))
+        return quantized.reshape(b, t, -1, quantized.shape[-1]), ids.reshape(b, t, -1), losses
+
+    def _decode_future(self, quantized: Tensor, context_hidden: Tensor) -> Tensor:
+        """``quantized [B, Tf, Nf, D]``, ``context_hidden [B, Tc·Nc, C]`` -> frames ``[B, Tf, 3, H, W]``."""
+        b, t = quantized.shape[:2]
+        hidden = self.future_from_code(quantized.flatten(0, 1))
+        upsampled = _tokens(self.future_upsampler(_feature_map(hidden)))
+        upsampled = self.future_decoder_reads_context(upsampled, context_hidden.repeat_interleave(t, dim=0))
+        return self.future_decoder(_feature_map(upsampled)).unflatten(0, (b, t))
+
+    def forward(self, frames: Tensor) -> tuple[Tensor, ClipTokens, dict[str, Tensor]]:
+        """-> (reconstruction like ``frames``, tokens, losses ``l1``, ``codebook``, ``commitment``, ``loss``)."""
+        self._check(frames)
+        c = self.config.context_frames
+        if not self.config.compressive:
+            _, quantized, ids, vq = self._encode_context(frames)
+            recon, _ = self._decode_context(quantized, frames.shape[1])
+            tokens = ClipTokens(ids[:, :c], ids[:, c:])
+        else:
+            features, quantized, context_ids, vq_context = self._encode_context(frames[:, :c])
+            future_q, future_ids, vq_future = self._encode_future(frames[:, c:], features)
+            context_recon, context_hidden = self._decode_context(quantized, c)
+            recon = torch.cat([context_recon, self._decode_future(future_q, context_hidden)], dim=1)
+            tokens = ClipTokens(context_ids, future_ids)
+            vq = {key: vq_context[key] + vq_future[key] for key in vq_context}
+        losses = {"l1": F.l1_loss(recon, frames), **vq}
+        losses["loss"] = losses["l1"] + losses["codebook"] + losses["commitment"]
+        return recon, tokens, losses
+
+    @torch.no_grad()
+    def encode(self, frames: Tensor) -> ClipTokens:
+        """``frames [B, T, 3, H, W]`` in [-1, 1] -> token ids."""
+        return self(frames)[1]
+
+    @torch.no_grad()
+    def decode(self, tokens: ClipTokens) -> Tensor:
+        """Token ids -> frames ``[B, Tc + Tf, 3, H, W]`` in [-1, 1]."""
+        c = tokens.context.shape[1]
+        if not self.config.compressive:
+            ids = torch.cat([tokens.context, tokens.future], dim=1)
+            quantized = self.context_quantizer.lookup(ids.flatten(1))
+            return self._decode_context(quantized, ids.shape[1])[0]
+        context_q = self.context_quantizer.lookup(tokens.context.flatten(1))
+        context_frames, context_hidden = self._decode_context(context_q, c)
+        future = self._decode_future(self.future_quantizer.lookup(tokens.future), context_hidden)
+        return torch.cat([context_frames, future], dim=1)
