@@ -91,3 +91,21 @@ def test_train_tokenizer_end_to_end_with_the_perceptual_net(tmp_path):
     assert result.steps == 4
     model = VideoTokenizer.from_pretrained(tmp_path / "run" / "model")
     assert model.future_tokens == 4 and (tmp_path / "run" / "state_net" / "config.json").exists()
+
+
+def test_unused_codes_are_restarted_at_encoder_outputs():
+    from genlab.worldmodel.quantizer import VectorQuantizer
+
+    torch.manual_seed(0)
+    quantizer = VectorQuantizer(num_codes=16, dim=4, restart_below=0.5, usage_decay=0.0)
+    with torch.no_grad():
+        quantizer.codebook.weight.copy_(torch.tensor([1.0, 0, 0, 0]).expand(16, 4))  # every input -> code 0
+    inputs = torch.randn(1, 64, 4)
+    before = quantizer.eval()(inputs)[1].unique().numel()
+    quantizer.train()(inputs)  # finds every code this batch did not use ...
+    quantizer(inputs)  # ... and restarts them before the next step's lookup
+    after = quantizer.eval()(inputs)[1].unique().numel()
+    assert before == 1 and after >= 8
+    restarted = torch.nn.functional.normalize(quantizer.codebook.weight, dim=-1)
+    targets = torch.nn.functional.normalize(inputs[0], dim=-1)
+    assert (restarted @ targets.T).max(dim=1).values.gt(0.999).sum() >= 8  # they sit on encoder outputs

@@ -5,8 +5,9 @@ Frames are float ``[B, T, 3, H, W]`` in [-1, 1]; the first ``context_frames`` ar
 * **Compressive** (``compressive=True``, iVideoGPT): context frames get a full token grid
   (``context_grid²`` tokens each, e.g. 16×16 at 64 px). Future frames get far fewer
   (``future_grid²``, e.g. 4×4). Their encoder cross-attends to the context frames' encoder
-  features, and their decoder cross-attends to the decoded context tokens, so a future token
-  only has to carry what changed. Each path has its own codebook.
+  features. Their decoder adds the decoded context features position by position and then
+  cross-attends to them, so a future token only has to carry what changed. Each path has its
+  own codebook.
 * **Per-frame** (``compressive=False``): every frame goes through the context path
   independently (``context_grid²`` tokens per frame, one codebook).
 
@@ -154,7 +155,11 @@ class VideoTokenizer(ModelMixin, ConfigMixin):
         b, t = quantized.shape[:2]
         hidden = self.future_from_code(quantized.flatten(0, 1))
         upsampled = _tokens(self.future_upsampler(_feature_map(hidden)))
-        upsampled = self.future_decoder_reads_context(upsampled, context_hidden.repeat_interleave(t, dim=0))
+        # the context frames' decoder features, position by position, so "as in the context" is free
+        # and the future tokens only have to say what changed; cross-attention then looks elsewhere
+        same_place = context_hidden.unflatten(1, (self.config.context_frames, -1)).mean(dim=1)
+        context = context_hidden.repeat_interleave(t, dim=0)
+        upsampled = self.future_decoder_reads_context(upsampled + same_place.repeat_interleave(t, dim=0), context)
         return self.future_decoder(_feature_map(upsampled)).unflatten(0, (b, t))
 
     def forward(self, frames: Tensor) -> tuple[Tensor, ClipTokens, dict[str, Tensor]]:
