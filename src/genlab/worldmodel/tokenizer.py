@@ -75,6 +75,22 @@ class ConvDecoder(nn.Sequential):
                          nn.Conv2d(channels, 3, 3, padding=1), nn.Tanh())
 
 
+class _PositionBatchNorm(nn.BatchNorm1d):
+    """Batch normalisation of ``[B, N, D]`` over the batch only, per token position and feature, no affine terms.
+
+    Removes what every clip shares at a position (the static scene), so a code can only be
+    chosen by what differs between clips; without it the future tokens collapsed to one code
+    per position for every clip (the same failure DisCo-Diff's encoder showed, see
+    docs/results/disco.md).
+    """
+
+    def __init__(self, tokens: int, dim: int):
+        super().__init__(tokens * dim, affine=False)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return super().forward(tokens.flatten(1)).unflatten(1, tokens.shape[1:])
+
+
 def _tokens(feature_map: Tensor) -> Tensor:
     return feature_map.flatten(2).transpose(1, 2)
 
@@ -102,7 +118,7 @@ class VideoTokenizer(ModelMixin, ConfigMixin):
             future_halvings = _halvings(frame_size, future_grid)
             self.future_encoder = ConvEncoder(channels, future_halvings)
             self.future_reads_context = ContextAttention(channels, channels, num_heads)
-            self.future_to_code = nn.Linear(channels, code_dim)
+            self.future_to_code = nn.Sequential(nn.Linear(channels, code_dim), _PositionBatchNorm(future_grid ** 2, code_dim))
             self.future_quantizer = VectorQuantizer(future_codes, code_dim, beta)
             self.future_from_code = nn.Linear(code_dim, channels)
             self.future_upsampler = nn.Sequential(*[conv_block(channels, channels, "up")
