@@ -34,11 +34,9 @@ def matmul_parameters(config: PretrainedConfig) -> int:
     arch = architecture_of(config)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
-    total = sum(p.numel() for name, p in model.named_parameters(remove_duplicate=False)
-                if p.dim() == 2 and arch.axes(name) != (FIXED, HIDDEN_OUT))
-    if "lm_head.weight" not in dict(model.named_parameters(remove_duplicate=False)):
-        total += model.get_output_embeddings().weight.numel()
-    return total
+    # remove_duplicate=False lists a tied LM head under its own name, so it is counted here too
+    return sum(p.numel() for name, p in model.named_parameters(remove_duplicate=False)
+               if p.dim() == 2 and arch.axes(name) != (FIXED, HIDDEN_OUT))
 
 
 def training_flops_per_token(config: PretrainedConfig, seq_len: int) -> float:

@@ -57,7 +57,10 @@ def rollout_episode(seed: int, index: int, steps: int, size: int, scripted_share
 def write_shards(out: Path | str, episodes: int, steps: int = 30, size: int = 64, shard_size: int = 100,
                  seed: int = 0, scripted_share: float = 0.5, noise: float = 0.3,
                  progress: bool = True) -> list[Path]:
-    """Generate ``episodes`` episodes into ``out/shard-XXXXX.npz`` (+ ``meta.json``); returns the shard paths."""
+    """Generate ``episodes`` episodes into ``out/shard-00000.npz``, ``shard-00001.npz``, … (+ ``meta.json``).
+
+    Returns the shard paths.
+    """
     if episodes < 1 or steps < 1 or shard_size < 1:
         raise GenlabError(f"episodes, steps and shard_size must be >= 1, got {episodes}, {steps}, {shard_size}")
     if not 0 <= scripted_share <= 1:
