@@ -23,7 +23,7 @@ def test_tokens_have_the_promised_counts_and_decode_like_forward(compressive):
     tokenizer = VideoTokenizer(**SMALL, compressive=compressive).eval()
     frames = clip()
     recon, tokens, losses = tokenizer(frames)
-    assert recon.shape == frames.shape and set(losses) == {"l1", "codebook", "commitment", "loss"}
+    assert recon.shape == frames.shape and {"l1", "motion_l1", "codebook", "commitment", "loss"} <= set(losses)
     assert tokens.context.shape == (2, 1, 64) and tokenizer.context_tokens == 64
     future = 4 if compressive else 64
     assert tokens.future.shape == (2, 3, future) and tokenizer.future_tokens == future
@@ -68,11 +68,11 @@ def test_clip_dataset_enumerates_every_window():
     from genlab.worldmodel.training import ClipDataset
 
     episodes = {"frames": np.arange(2 * 5 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 5, 4, 4, 3),
-                "actions": np.zeros((2, 4, 2), np.float32)}
+                "actions": np.zeros((2, 4, 2), np.float32), "rewards": np.arange(8, dtype=np.float32).reshape(2, 4)}
     dataset = ClipDataset(episodes, clip_frames=3)
     assert len(dataset) == 2 * 3
-    frames, actions = dataset[4]  # episode 1, frames 1..3
-    assert frames.shape == (3, 3, 4, 4) and actions.shape == (2, 2)
+    frames, actions, rewards = dataset[4]  # episode 1, frames 1..3, the steps 1 and 2 that lead to 2 and 3
+    assert frames.shape == (3, 3, 4, 4) and actions.shape == (2, 2) and rewards.tolist() == [5.0, 6.0]
     expected = torch.from_numpy(episodes["frames"][1, 1:4]).float().movedim(-1, -3) / 127.5 - 1
     assert torch.equal(frames, expected)
     with pytest.raises(GenlabError, match="clip length"):

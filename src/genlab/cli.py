@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 import torch
 
+from genlab import cli_worldmodel
 from genlab.cli_options import build_config, options_from
 from genlab.core import image_model
 from genlab.core.edm import SAMPLERS
@@ -96,7 +97,7 @@ class EvaluateConfig(SamplingConfig):
 
 @cli.group()
 def train() -> None:
-    """Train a model: `genlab train image …` or `genlab train disco …` (see each one's --help)."""
+    """Train a model: `genlab train image|disco|tokenizer|worldmodel …` (see each one's --help)."""
 
 
 @train.command("image")
@@ -346,6 +347,12 @@ def _check_positive(**values: int) -> None:
     for name, value in values.items():
         if value < 1:
             raise GenlabError(f"--{name} must be >= 1, got {value}")
+
+
+train.add_command(cli_worldmodel.train_tokenizer_command)
+train.add_command(cli_worldmodel.train_worldmodel_command)
+reproduce.add_command(cli_worldmodel.reproduce_worldmodel_command)
+cli.add_command(cli_worldmodel.play_command, "play")
 
 
 def main(argv: list[str] | None = None) -> None:

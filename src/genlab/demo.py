@@ -23,6 +23,7 @@ from genlab.errors import GenlabError
 from genlab.experiments import disco as disco_experiment
 from genlab.experiments import growth as growth_experiment
 from genlab.experiments import guidance as guidance_experiment
+from genlab.experiments import worldmodel as worldmodel_experiment
 
 
 @dataclass
@@ -168,8 +169,38 @@ def growth_part(folder: Path) -> ReportSection:
     return ReportSection("Model growth: G_stack and the other operators", body, rows)
 
 
+def worldmodel_part(folder: Path) -> ReportSection:
+    """iVideoGPT: the quick world-model reproduction (32 px PushBlock) and its rollout GIF."""
+    results = worldmodel_experiment.run(folder, worldmodel_experiment.PRESETS["quick"])
+    preset = results["preset"]
+    rows = {name: {"tokens/frame": r["future_tokens"], "PSNR": r["psnr"], "SSIM": r["ssim"],
+                   "PSNR best-of-N": r["psnr_best"], "FD": r["fd"], "frames/s": r["frames_per_second"]}
+            for name, r in results["prediction"].items()}
+    control = {policy: {"success rate": r["success_rate"], "final distance": sum(r["final_distances"]) / len(r["final_distances"])}
+               for policy, r in results["control"].items()}
+    body = (
+        "<p>iVideoGPT (Wu et al. 2024): a compressive tokenizer (a full token grid for the context frame, "
+        "few tokens for each future frame, decoded relative to the context) and a LLaMA over "
+        "[context, (slot + action, future tokens) × T] with a reward head. Here, the built-in PushBlock world at "
+        f"{preset['frame_size']}×{preset['frame_size']}, {preset['train_episodes']} training episodes, short training; "
+        f"predictions of {preset['future_frames']} frames from one true frame on held-out episodes, "
+        f"{preset['samples']} samples each.</p>"
+        + metrics_table(rows, ["tokens/frame", "PSNR", "SSIM", "PSNR best-of-N", "FD", "frames/s"])
+        + "<p>Model-predictive control (CEM on imagined rollouts, scored by the reward head) against a random "
+        "policy and the same planner on the true simulator:</p>"
+        + metrics_table(control, ["success rate", "final distance"])
+        + f'<div class="figs"><figure><img class="pixels" src="{folder.name}/rollout.gif" alt="rollout">'
+        "<figcaption>true | compressive | per-frame</figcaption></figure></div>"
+        f"<p>{WORLDMODEL_FULL_RUN}</p>"
+    )
+    return ReportSection("World model: iVideoGPT on PushBlock", body, {"prediction": rows, "control": control})
+
+
+WORLDMODEL_FULL_RUN = "The full run (64 px, longer training) is in docs/results/worldmodel.md."
+
 PARTS: dict[str, Callable[[Path], ReportSection]] = {"core": core_part, "guidance": guidance_part,
-                                                      "disco": disco_part, "growth": growth_part}
+                                                      "disco": disco_part, "growth": growth_part,
+                                                      "worldmodel": worldmodel_part}
 
 PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>genlab demo</title>

@@ -38,3 +38,16 @@ def save_image_grid(images: Tensor, path: Path | str, columns: int | None = None
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     iio.imwrite(path, image_grid(images, columns, scale))
     return Path(path)
+
+
+def save_video(frames: np.ndarray, path: Path | str, fps: float = 5, scale: int = 1) -> Path:
+    """Write uint8 frames ``[T, H, W, 3]`` as an MP4 (H.264 via imageio-ffmpeg) or, for a ``.gif`` path,
+    a looping GIF; ``scale`` enlarges each pixel (nearest neighbour)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = np.asarray(frames).repeat(scale, axis=1).repeat(scale, axis=2)
+    if path.suffix.lower() == ".gif":
+        iio.imwrite(path, frames, duration=1000 / fps, loop=0)
+    else:
+        iio.imwrite(path, frames, fps=fps, macro_block_size=1)
+    return path

@@ -13,7 +13,6 @@ resumes where it stopped.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import statistics
 from dataclasses import asdict, dataclass, field
 from itertools import pairwise
@@ -21,9 +20,9 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
-from tqdm.auto import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from genlab.experiments.parallel import map_in_processes
 from genlab.experiments.reporting import mean_std
 from genlab.growth import OPERATORS, grow
 from genlab.growth.corpus import VOCAB_SIZE, ByteCorpus, corpus_name
@@ -175,30 +174,10 @@ def run_job(job: Job, preset: GrowthPreset, out: Path) -> dict:
     return record
 
 
-def _worker_init() -> None:
-    torch.set_num_threads(1)
-
-
-def _run_job_star(args) -> dict:
-    return run_job(*args)
-
-
 def run_all(out: Path, preset: GrowthPreset, workers: int) -> dict[str, dict]:
     """Run every job (``workers`` processes), returning ``{job name: record}``."""
     listed = jobs(preset)
-    arguments = [(job, preset, out) for job in listed]
-    if workers <= 1:
-        records = [run_job(*a) for a in tqdm(arguments, desc="growth runs")]
-    else:
-        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init)
-        try:
-            records = list(tqdm(pool.imap(_run_job_star, arguments), total=len(arguments), desc="growth runs"))
-        except BaseException:
-            pool.terminate()
-            raise
-        finally:  # close + join lets the workers exit cleanly; terminating them leaks their semaphores
-            pool.close()
-            pool.join()
+    records = map_in_processes(run_job, [(job, preset, out) for job in listed], workers, "growth runs")
     return {job.name: record for job, record in zip(listed, records, strict=True)}
 
 

@@ -4,7 +4,9 @@ The arena is the unit square. A blue agent disc (radius ``AGENT_RADIUS``) moves 
 (a 2-D vector in [-1, 1]², scaled to at most ``MAX_STEP`` per step, clipped to the arena). When
 it overlaps the red block disc (radius ``BLOCK_RADIUS``) it pushes the block out along the line
 between their centres. The green goal disc (radius ``GOAL_RADIUS``) does not move. Reward per
-step: ``-distance(block, goal)``, plus 1 while the block's centre is inside the goal. The episode
+step (:func:`reward`): ``-distance(block, goal) - APPROACH_WEIGHT · distance(agent, block)``, plus 1
+while the block's centre is inside the goal; the approach term gives a short-horizon planner a
+reason to walk to the block before any push is possible. The episode
 terminates on success (unless ``terminate_on_success=False``, which the data generator uses
 for fixed-length clips) and is truncated after ``max_steps``.
 
@@ -21,6 +23,7 @@ from genlab.errors import GenlabError
 
 AGENT_RADIUS, BLOCK_RADIUS, GOAL_RADIUS = 0.06, 0.08, 0.12
 MAX_STEP = 0.06
+APPROACH_WEIGHT = 0.5
 BACKGROUND = np.array([235, 235, 225], dtype=np.uint8)
 COLOURS = {"goal": np.array([90, 190, 90], np.uint8), "block": np.array([210, 60, 50], np.uint8),
            "agent": np.array([50, 90, 210], np.uint8)}
@@ -65,16 +68,10 @@ class PushBlockEnv(gym.Env):
             raise GenlabError(f"PushBlock actions are 2-D vectors (dx, dy), got shape {action.shape}")
         if not np.all(np.isfinite(action)):
             raise GenlabError(f"action must be finite, got {action}")
-        self.agent = np.clip(self.agent + np.clip(action, -1, 1) * MAX_STEP, AGENT_RADIUS, 1 - AGENT_RADIUS)
-        offset = self.block - self.agent
-        distance = float(np.linalg.norm(offset))
-        contact = AGENT_RADIUS + BLOCK_RADIUS
-        if distance < contact:
-            direction = offset / distance if distance > 1e-9 else np.array([1.0, 0.0])
-            self.block = np.clip(self.agent + direction * contact, BLOCK_RADIUS, 1 - BLOCK_RADIUS)
+        self.agent, self.block = move(self.agent, self.block, action)
         self.steps += 1
         success = self.success
-        reward = -float(np.linalg.norm(self.block - self.goal)) + float(success)
+        reward = float(reward_of(self.agent, self.block, self.goal))
         terminated = success and self.terminate_on_success
         truncated = self.steps >= self.max_steps
         return self.render_frame(), reward, terminated, truncated, self._info()
@@ -82,6 +79,11 @@ class PushBlockEnv(gym.Env):
     @property
     def success(self) -> bool:
         return bool(np.linalg.norm(self.block - self.goal) < GOAL_RADIUS)
+
+    @property
+    def block_to_goal(self) -> float:
+        """Distance from the block's centre to the goal's (arena units)."""
+        return float(np.linalg.norm(self.block - self.goal))
 
     def render(self):
         return self.render_frame()
@@ -98,6 +100,38 @@ class PushBlockEnv(gym.Env):
     def _info(self) -> dict:
         return {"state": np.concatenate([self.agent, self.block, self.goal]).astype(np.float32),
                 "success": self.success}
+
+
+def move(agent: np.ndarray, block: np.ndarray, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One physics step for positions ``[..., 2]`` and actions ``[..., 2]`` (any batch shape) -> (agent, block)."""
+    agent = np.clip(agent + np.clip(action, -1, 1) * MAX_STEP, AGENT_RADIUS, 1 - AGENT_RADIUS)
+    offset = block - agent
+    distance = np.linalg.norm(offset, axis=-1, keepdims=True)
+    contact = AGENT_RADIUS + BLOCK_RADIUS
+    direction = np.where(distance > 1e-9, offset / np.maximum(distance, 1e-9), np.array([1.0, 0.0]))
+    pushed = np.clip(agent + direction * contact, BLOCK_RADIUS, 1 - BLOCK_RADIUS)
+    return agent, np.where(distance < contact, pushed, block)
+
+
+def reward_of(agent: np.ndarray, block: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    """The step reward for positions ``[..., 2]`` (see the module docstring) -> ``[...]``."""
+    to_goal = np.linalg.norm(block - goal, axis=-1)
+    return -to_goal - APPROACH_WEIGHT * np.linalg.norm(agent - block, axis=-1) + (to_goal < GOAL_RADIUS)
+
+
+def simulate_returns(state: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """Sum of rewards of action sequences ``[N, H, 2]`` from ``state`` (``info["state"]``) -> ``[N]``.
+
+    The true simulator, vectorised over candidates: the planner's upper bound. Like the world
+    model's imagined rollouts it scores every step of the horizon (no early termination).
+    """
+    agent = np.broadcast_to(state[:2], (len(actions), 2)).astype(np.float64)
+    block = np.broadcast_to(state[2:4], (len(actions), 2)).astype(np.float64)
+    total = np.zeros(len(actions))
+    for step in range(actions.shape[1]):
+        agent, block = move(agent, block, actions[:, step])
+        total += reward_of(agent, block, state[4:6])
+    return total
 
 
 def scripted_action(state: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:

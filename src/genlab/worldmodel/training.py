@@ -1,9 +1,13 @@
-"""Training the video tokenizers on PushBlock shards with genlab's shared training loop.
+"""Training the world model on PushBlock shards with genlab's shared training loop, in two stages.
 
-The loss is iVideoGPT's: L1 reconstruction + VQ codebook/commitment + ``perceptual_weight`` ×
-the perceptual distance in the features of a :class:`~genlab.worldmodel.perceptual.StateNet`,
-which is trained first on the same shards and kept in ``<run_dir>/state_net``. The tokenizer's
-EMA weights are exported to ``<run_dir>/model``.
+1. :func:`train_tokenizer`: iVideoGPT's loss, L1 reconstruction + VQ codebook/commitment +
+   ``perceptual_weight`` × the perceptual distance in the features of a
+   :class:`~genlab.worldmodel.perceptual.StateNet` (trained first on the same shards, kept in
+   ``<run_dir>/state_net``) + the tokenizer's motion-weighted L1. EMA weights go to ``<run_dir>/model``.
+2. :func:`train_transformer`: every window of ``1 + future_frames`` frames is tokenized once by the
+   frozen tokenizer, then the transformer learns next-token prediction of the future tokens and
+   the rewards. ``<run_dir>/model`` is then a whole world model (``tokenizer/`` + ``transformer/``)
+   that :meth:`genlab.worldmodel.model.WorldModel.from_pretrained` loads.
 """
 
 from __future__ import annotations
@@ -13,13 +17,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+from tqdm.auto import tqdm
 
 from genlab.core.train import LoopConfig, Trainer, TrainResult, option
 from genlab.errors import GenlabError
 from genlab.worldmodel.dataset import read_shards
+from genlab.worldmodel.model import WorldModel
 from genlab.worldmodel.perceptual import StateNet, perceptual_distance, train_state_net
 from genlab.worldmodel.tokenizer import VideoTokenizer
+from genlab.worldmodel.transformer import WorldModelTransformer
 
 
 def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
@@ -29,7 +36,8 @@ def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
 
 
 class ClipDataset(Dataset):
-    """Every window of ``clip_frames`` consecutive frames of every episode: ``(frames [T, 3, H, W], actions [T-1, 2])``."""
+    """Every window of ``clip_frames`` consecutive frames of every episode:
+    ``(frames [T, 3, H, W], actions [T-1, 2], rewards [T-1])`` (action/reward t leads to frame t + 1)."""
 
     def __init__(self, episodes: dict[str, np.ndarray], clip_frames: int):
         length = episodes["frames"].shape[1]
@@ -45,8 +53,9 @@ class ClipDataset(Dataset):
         episode, start = divmod(index, self.starts)
         window = slice(start, start + self.clip_frames)
         frames = frames_to_tensor(self.episodes["frames"][episode, window])
-        actions = torch.from_numpy(self.episodes["actions"][episode, start:start + self.clip_frames - 1])
-        return frames, actions
+        steps = slice(start, start + self.clip_frames - 1)
+        actions = torch.from_numpy(self.episodes["actions"][episode, steps])
+        return frames, actions, torch.from_numpy(self.episodes["rewards"][episode, steps])
 
 
 @dataclass
@@ -63,6 +72,7 @@ class TokenizerConfig(LoopConfig):
     code_dim: int = option(32, "code vector size")
     codes: int = option(512, "entries per codebook")
     perceptual_weight: float = option(0.5, "weight of the perceptual (StateNet feature) loss")
+    motion_weight: float = option(10.0, "weight of the L1 on future pixels that changed since the context")
     state_net_steps: int = option(800, "training steps of the perceptual feature net")
     run_dir: str = option("runs/tokenizer/default", "run folder")
     resume: bool = option(False, "continue the run in --run-dir")
@@ -71,7 +81,7 @@ class TokenizerConfig(LoopConfig):
         return VideoTokenizer(frame_size=frame_size, context_frames=self.context_frames,
                               compressive=self.compressive, context_grid=self.context_grid,
                               future_grid=self.future_grid, channels=self.channels, code_dim=self.code_dim,
-                              context_codes=self.codes, future_codes=self.codes)
+                              context_codes=self.codes, future_codes=self.codes, motion_weight=self.motion_weight)
 
 
 def tokenizer_loss(state_net: StateNet, weight: float):
@@ -108,4 +118,72 @@ def train_tokenizer(config: TokenizerConfig) -> TrainResult:
     result = trainer.fit(resume=config.resume)
     if trainer.accelerator.is_main_process:
         result.ema_model.save_pretrained(run_dir / "model")
+    return result
+
+
+@torch.no_grad()
+def tokenize_clips(tokenizer: VideoTokenizer, clips: Dataset, batch_size: int = 64,
+                   progress: bool = True) -> TensorDataset:
+    """Tokenize every clip once: ``(context ids [Tc, Nc], future ids [T, Nf], actions [T, 2], rewards [T])``.
+
+    The actions and rewards are the ones leading to each future frame.
+    """
+    tokenizer.eval()
+    context, future, actions, rewards = [], [], [], []
+    c = tokenizer.config.context_frames
+    loader = DataLoader(clips, batch_size=batch_size)
+    for frames, clip_actions, clip_rewards in tqdm(loader, desc="tokenizing", disable=not progress, leave=False):
+        tokens = tokenizer.encode(frames.to(tokenizer.device))
+        context.append(tokens.context.cpu())
+        future.append(tokens.future.cpu())
+        actions.append(clip_actions[:, c - 1:])
+        rewards.append(clip_rewards[:, c - 1:])
+    return TensorDataset(*(torch.cat(parts) for parts in (context, future, actions, rewards)))
+
+
+@dataclass
+class TransformerConfig(LoopConfig):
+    """Everything ``train_transformer`` needs (the loop settings plus the transformer's)."""
+
+    data: str = option("data/pushblock", "folder of PushBlock shards (genlab.worldmodel.dataset.write_shards)")
+    tokenizer: str = option("runs/tokenizer/default/model", "trained tokenizer folder (genlab train tokenizer)")
+    future_frames: int = option(3, "future frames per training sequence (rollouts can be longer)")
+    actions: bool = option(True, "condition on actions (else the action-free model)")
+    hidden_size: int = option(128, "transformer width")
+    layers: int = option(4, "transformer layers")
+    heads: int = option(4, "attention heads")
+    run_dir: str = option("runs/worldmodel/default", "run folder")
+    resume: bool = option(False, "continue the run in --run-dir")
+
+    def transformer(self, tokenizer: VideoTokenizer) -> WorldModelTransformer:
+        tc = tokenizer.config
+        return WorldModelTransformer(
+            context_frames=tc.context_frames, context_tokens=tokenizer.context_tokens,
+            future_tokens=tokenizer.future_tokens, future_frames=self.future_frames,
+            context_codes=tc.context_codes, future_codes=tc.future_codes, shared_codebook=not tc.compressive,
+            action_dim=2 if self.actions else 0, hidden_size=self.hidden_size, num_layers=self.layers,
+            num_heads=self.heads)
+
+
+def transformer_loss(model: WorldModelTransformer, batch) -> torch.Tensor:
+    context, future, actions, rewards = batch
+    return model(context, future, actions if model.action_conditioned else None, rewards)["loss"]
+
+
+def train_transformer(config: TransformerConfig, tokens: TensorDataset | None = None) -> TrainResult:
+    """Train (or resume) the transformer on ``config.data`` tokenized by ``config.tokenizer``.
+
+    ``tokens`` (from :func:`tokenize_clips`) skips the tokenizing, e.g. to train several
+    transformers on one tokenization. ``<run_dir>/model`` becomes a whole world model.
+    """
+    tokenizer = VideoTokenizer.from_pretrained(config.tokenizer).eval()
+    if tokens is None:
+        clips = ClipDataset(read_shards(config.data), tokenizer.config.context_frames + config.future_frames)
+        tokens = tokenize_clips(tokenizer, clips, progress=config.progress)
+    run_dir = Path(config.run_dir)
+    model = config.transformer(tokenizer)
+    trainer = Trainer(model, transformer_loss, tokens, run_dir, config, {**asdict(config), "method": "worldmodel"})
+    result = trainer.fit(resume=config.resume)
+    if trainer.accelerator.is_main_process:
+        WorldModel(tokenizer, result.ema_model).save_pretrained(run_dir / "model")
     return result
