@@ -10,8 +10,8 @@ from genlab.worldmodel.dataset import write_shards
 from genlab.worldmodel.model import WorldModel
 
 TOY = replace(worldmodel.PRESETS["quick"], train_episodes=6, test_episodes=2, episode_steps=6, channels=16,
-              codes=32, state_net_steps=5, tokenizer_steps=4, transformer_steps=4, batch_size=4, transformer_batch=4, hidden_size=32,
-              samples=2, windows_per_episode=2, control_episodes=1, control_steps=2, population=4)
+              codes=32, state_net_steps=5, tokenizer_steps=4, transformer_steps=4, batch_size=4, transformer_batch=4,
+              hidden_size=32, samples=2, windows_per_episode=2, control_episodes=1, control_steps=2, population=4)
 
 
 def test_train_commands_build_a_playable_world_model(run_cli, tmp_path):
@@ -36,7 +36,7 @@ def test_reproduce_writes_tables_and_a_rollout_and_reuses_finished_stages(tmp_pa
     results = worldmodel.run(tmp_path, TOY, workers=1)
     assert set(results["prediction"]) == set(worldmodel.MODELS)
     compressive, per_frame = results["prediction"]["compressive"], results["prediction"]["per-frame"]
-    assert (compressive["context_tokens"], compressive["future_tokens"], per_frame["future_tokens"]) == (64, 4, 64)
+    assert (compressive["context_tokens"], compressive["future_tokens"], per_frame["future_tokens"]) == (64, 16, 64)
     assert compressive["psnr_best"] >= compressive["psnr"] - 1e-6 and 0 < compressive["ssim"] <= 1
     assert set(results["control"]) == set(worldmodel.POLICIES)
     report = (tmp_path / "report.md").read_text()

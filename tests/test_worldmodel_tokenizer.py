@@ -109,3 +109,30 @@ def test_unused_codes_are_restarted_at_encoder_outputs():
     restarted = torch.nn.functional.normalize(quantizer.codebook.weight, dim=-1)
     targets = torch.nn.functional.normalize(inputs[0], dim=-1)
     assert (restarted @ targets.T).max(dim=1).values.gt(0.999).sum() >= 8  # they sit on encoder outputs
+
+
+def test_compressive_future_tokens_carry_what_moved():
+    """After a short training the decoder uses the future tokens: another clip's tokens (same context)
+    reconstruct the future frames worse than their own. Before the change-decoding, difference input
+    and motion-weighted loss, swapping tokens changed PSNR by ~0.002 dB."""
+    from genlab.metrics import psnr
+
+    torch.manual_seed(0)
+    tokenizer = VideoTokenizer(**{**SMALL, "future_grid": 4})
+    optimizer = torch.optim.Adam(tokenizer.parameters(), lr=2e-3)
+    video = clip(episodes=16, frames=4)
+    for step in range(300):
+        batch = video[torch.randperm(16, generator=torch.Generator().manual_seed(step))[:8]]
+        loss = tokenizer(batch)[2]["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    tokenizer.eval()
+    tokens = tokenizer.encode(video)
+    swapped = type(tokens)(tokens.context, tokens.future.roll(1, dims=0))
+
+    def future_psnr(clip_tokens):
+        return psnr(tokenizer.decode(clip_tokens)[:, 1:].flatten(0, 1), video[:, 1:].flatten(0, 1)).mean().item()
+
+    own, other = future_psnr(tokens), future_psnr(swapped)
+    assert own > other + 1.0, (own, other)

@@ -45,11 +45,9 @@ from genlab.worldmodel.training import (
     train_transformer,
 )
 
-PAPER = ("Wu et al. 2024 (iVideoGPT), BAIR robot pushing 64×64, action-conditioned: PSNR 24.5, SSIM 90.2 "
-         "(×100), LPIPS 5.0, FVD 60.8 (best of 100 samples) with 16 tokens per future frame vs 256 per "
-         "context frame; the compressive tokenizer makes long rollouts cheap (tokens per frame down 16×). "
-         "Visual MPC with the world model's reward head reaches task success on VP² tasks comparable to "
-         "or above other world models.")
+PAPER = ("Wu et al. 2024 (iVideoGPT): action-conditioned prediction on BAIR robot pushing (64×64) at FVD 60.8, "
+         "with 16 tokens per future frame against 256 per context frame (16× fewer); the same model serves "
+         "visual MPC (VP² benchmark) and model-based RL (MBPO with imagined rollouts of horizon 10).")
 
 MODELS = {  # name -> (tokenizer, action-conditioned)
     "compressive": ("compressive", True),
@@ -97,7 +95,7 @@ PRESETS = {
                              samples=4, top_k=16, control_episodes=10, control_steps=30, population=64,
                              iterations=3),
     "quick": WorldModelPreset("quick", train_episodes=120, test_episodes=16, episode_steps=20, frame_size=32,
-                              context_grid=8, future_grid=2, channels=32, code_dim=8, codes=256,
+                              context_grid=8, future_grid=4, channels=32, code_dim=8, codes=256,
                               state_net_steps=400, tokenizer_steps=300, transformer_steps=300, batch_size=16,
                               transformer_batch=16,
                               hidden_size=64, layers=2, heads=2, future_frames=3, windows_per_episode=3,
@@ -200,7 +198,8 @@ def evaluate_prediction(out: Path, preset: WorldModelPreset, name: str) -> dict:
     frame_psnr = psnr(predicted.flatten(0, 2), flat_truth).view(predicted.shape[:3])
     frame_ssim = ssim(predicted.flatten(0, 2), flat_truth).view(predicted.shape[:3])
     with torch.no_grad():
-        recon = world_model.tokenizer.decode(world_model.tokenizer.encode(frames))[:, 1:]
+        tokens = world_model.tokenizer.encode(frames)
+        recon = world_model.tokenizer.decode(tokens)[:, 1:]
     state_net = StateNet.from_pretrained(out / "state_net").eval()
     fd = frechet_distance(state_features(state_net, predicted[:, 0].flatten(0, 1)),
                           state_features(state_net, truth.flatten(0, 1)))
@@ -211,6 +210,7 @@ def evaluate_prediction(out: Path, preset: WorldModelPreset, name: str) -> dict:
         "psnr_per_step": frame_psnr.mean(dim=(0, 1)).tolist(),
         "fd": fd, "tokenizer_psnr": psnr(recon.flatten(0, 1), truth.flatten(0, 1)).mean().item(),
         "copy_psnr": psnr(frames[:, :1].expand_as(truth).flatten(0, 1), truth.flatten(0, 1)).mean().item(),
+        "codes_used": [tokens.context.unique().numel(), tokens.future.unique().numel()],
         "context_tokens": world_model.tokenizer.context_tokens, "future_tokens": world_model.tokenizer.future_tokens,
         "sequence_tokens": world_model.transformer.sequence_length,
         "frames_per_second": rollout_speed(world_model, frames_from_model(frames[0, :1]), 2 * preset.future_frames),

@@ -1,11 +1,15 @@
-"""iVideoGPT-style world models (Wu et al. 2024). Landed so far: environment, data, tokenizers.
+"""iVideoGPT-style world models (Wu et al. 2024) on a built-in interactive world.
 
-:mod:`.env` is a small interactive gymnasium environment; :mod:`.dataset` generates and reads
-episode shards; :mod:`.tokenizer` holds the compressive and per-frame video tokenizers,
-:mod:`.perceptual` the feature net of their perceptual loss and :mod:`.training` their training.
-The action-conditioned transformer, the interactive API and planning are still to come.
+:mod:`.env` is PushBlock, a small gymnasium environment; :mod:`.dataset` generates and reads
+episode shards; :mod:`.tokenizer` holds the compressive and per-frame video tokenizers and
+:mod:`.perceptual` the feature net of their perceptual loss; :mod:`.transformer` is the
+action-conditioned LLaMA with its reward head; :mod:`.model` the interactive
+:class:`WorldModel` (reset/step/imagine); :mod:`.planning` CEM model-predictive control;
+:mod:`.training` trains the tokenizers and the transformer; :mod:`.play` drives a world model
+from the keyboard or an action file.
 """
 
 from genlab.worldmodel.env import PushBlockEnv, scripted_action
+from genlab.worldmodel.model import WorldModel
 
-__all__ = ["PushBlockEnv", "scripted_action"]
+__all__ = ["PushBlockEnv", "WorldModel", "scripted_action"]

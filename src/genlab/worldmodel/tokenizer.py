@@ -223,25 +223,28 @@ class VideoTokenizer(ModelMixin, ConfigMixin):
             recon, _ = self._decode_context(quantized, frames.shape[1])
             tokens = ClipTokens(ids[:, :c], ids[:, c:])
         else:
-            # in training the context path also learns from the future frames (as the per-frame
-            # tokenizer does), which gives it as much data as the baseline's
+            # in training the context path also learns from the future frames, with the per-frame
+            # tokenizer's loss: trained on context frames alone its codebook collapsed (1 code in use)
             every = frames if self.training else frames[:, :c]
             features, quantized, ids, vq_context = self._encode_context(every)
             decoded, hidden = self._decode_context(quantized, every.shape[1])
             n = c * self.context_tokens
-            future_q, future_ids, vq_future = self._encode_future(frames[:, c:], frames[:, c - 1], features[:, :n])
-            # the change is learned on top of the context reconstruction, which it must not drag along
-            future = self._decode_future(future_q, hidden[:, :n], decoded[:, c - 1].detach())
+            # the future path reads the context path's features and reconstruction but does not train
+            # them: its motion-weighted loss would otherwise pull them away from the context frames
+            future_q, future_ids, vq_future = self._encode_future(frames[:, c:], frames[:, c - 1],
+                                                                  features[:, :n].detach())
+            future = self._decode_future(future_q, hidden[:, :n].detach(), decoded[:, c - 1].detach())
             recon = torch.cat([decoded[:, :c], future], dim=1)
             tokens = ClipTokens(ids[:, :c], future_ids)
             vq = {key: vq_context[key] + vq_future[key] for key in vq_context}
-            context_path_l1 = F.l1_loss(decoded[:, c:], frames[:, c:]) if self.training else recon.new_zeros(())
         losses = {"l1": F.l1_loss(recon, frames), "motion_l1": motion_l1(recon, frames, c), **vq}
         losses["loss"] = (losses["l1"] + self.config.motion_weight * losses["motion_l1"]
                           + losses["codebook"] + losses["commitment"])
-        if self.config.compressive:
-            losses["context_path_l1"] = context_path_l1
-            losses["loss"] = losses["loss"] + context_path_l1
+        if self.config.compressive and self.training:
+            # the context path's own reconstruction of every frame, weighted as the per-frame tokenizer's
+            losses["context_path"] = (F.l1_loss(decoded, frames)
+                                      + self.config.motion_weight * motion_l1(decoded, frames, c))
+            losses["loss"] = losses["loss"] + losses["context_path"]
         return recon, tokens, losses
 
     @torch.no_grad()

@@ -111,6 +111,7 @@ def train_tokenizer(config: TokenizerConfig) -> TrainResult:
     episodes = read_shards(config.data)
     run_dir = Path(config.run_dir)
     state_net = load_or_train_state_net(episodes, run_dir / "state_net", config.state_net_steps, config.seed)
+    torch.manual_seed(config.seed)  # the initial weights depend on the seed only, not on what ran before
     model = config.tokenizer(episodes["frames"].shape[2])
     trainer = Trainer(model, tokenizer_loss(state_net, config.perceptual_weight),
                       ClipDataset(episodes, config.clip_frames), run_dir, config,
@@ -181,6 +182,7 @@ def train_transformer(config: TransformerConfig, tokens: TensorDataset | None = 
         clips = ClipDataset(read_shards(config.data), tokenizer.config.context_frames + config.future_frames)
         tokens = tokenize_clips(tokenizer, clips, progress=config.progress)
     run_dir = Path(config.run_dir)
+    torch.manual_seed(config.seed)
     model = config.transformer(tokenizer)
     trainer = Trainer(model, transformer_loss, tokens, run_dir, config, {**asdict(config), "method": "worldmodel"})
     result = trainer.fit(resume=config.resume)
