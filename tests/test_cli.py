@@ -12,8 +12,12 @@ from genlab.cli import main
 def test_help_lists_every_command(run_cli):
     code, out, _ = run_cli("--help")
     assert code == 0
-    for command in ("train", "sample", "evaluate", "demo"):
+    for command in ("train", "sample", "evaluate", "demo", "play", "reproduce"):
         assert command in out
+    code, out, _ = run_cli("play", "--help")
+    assert code == 0 and "w/a/s/d" in out and "--actions" in out
+    code, out, _ = run_cli("reproduce", "worldmodel", "--help")
+    assert code == 0 and "--quick" in out and "PSNR/SSIM" in out
     code, out, _ = run_cli("train", "image", "--help")
     assert code == 0 and "--label-dropout" in out and "--resume" in out and "global batch size" in out
 
@@ -52,6 +56,11 @@ def test_evaluate_writes_metrics_json(run_cli, trained_run):
         (["train", "image", "--no-such-option"], "No such option"),
         (["sample", "image", "--run", "/nonexistent/run"], "holds no genlab image model"),
         (["demo", "--only", "nothing"], "Invalid value for '--only'"),
+        (["train", "tokenizer", "--data", "/nonexistent/shards"], "/nonexistent/shards"),
+        (["train", "worldmodel", "--tokenizer", "/nonexistent/tok"], "/nonexistent/tok"),
+        (["train", "worldmodel", "--hidden-size", "30", "--heads", "4"], "multiple of --heads"),
+        (["play", "--model", "/nonexistent/wm"], "is not a genlab world model"),
+        (["reproduce", "worldmodel", "--workers", "0"], "--workers must be >= 1"),
     ],
 )
 def test_bad_input_is_one_clear_line(run_cli, tmp_path, args, message):

@@ -156,6 +156,14 @@ class TransformerConfig(LoopConfig):
     run_dir: str = option("runs/worldmodel/default", "run folder")
     resume: bool = option(False, "continue the run in --run-dir")
 
+    def validate(self) -> None:
+        super().validate()
+        for name in ("future_frames", "hidden_size", "layers", "heads"):
+            if getattr(self, name) < 1:
+                raise GenlabError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.hidden_size % self.heads:
+            raise GenlabError(f"--hidden-size {self.hidden_size} must be a multiple of --heads {self.heads}")
+
     def transformer(self, tokenizer: VideoTokenizer) -> WorldModelTransformer:
         tc = tokenizer.config
         return WorldModelTransformer(
@@ -177,6 +185,10 @@ def train_transformer(config: TransformerConfig, tokens: TensorDataset | None = 
     ``tokens`` (from :func:`tokenize_clips`) skips the tokenizing, e.g. to train several
     transformers on one tokenization. ``<run_dir>/model`` becomes a whole world model.
     """
+    config.validate()
+    if not (Path(config.tokenizer) / "config.json").is_file():
+        raise GenlabError(f"--tokenizer {config.tokenizer} holds no trained tokenizer (no config.json); "
+                          "make one with `genlab train tokenizer`")
     tokenizer = VideoTokenizer.from_pretrained(config.tokenizer).eval()
     if tokens is None:
         clips = ClipDataset(read_shards(config.data), tokenizer.config.context_frames + config.future_frames)
