@@ -328,7 +328,8 @@ def demo(only: str | None, out: str) -> None:
 
     Parts: core (a tiny class-conditional digits model: train, sample, evaluate); guidance (ICG
     and TSG vs CFG on three tiny digits models); disco (DisCo-Diff's 2-D toy and a short shapes
-    run); growth (a byte-level LLaMA grown 4x in depth with each growth operator vs scratch).
+    run); growth (a byte-level LLaMA grown 4x in depth with each growth operator vs scratch);
+    worldmodel (iVideoGPT's quick run on the PushBlock world, with a rollout GIF).
     Each part takes about 2 minutes on 2 cores.
     """
     report = run_demo(Path(out), only)

@@ -196,7 +196,12 @@ def worldmodel_part(folder: Path) -> ReportSection:
     return ReportSection("World model: iVideoGPT on PushBlock", body, {"prediction": rows, "control": control})
 
 
-WORLDMODEL_FULL_RUN = "The full run (64 px, longer training) is in docs/results/worldmodel.md."
+WORLDMODEL_FULL_RUN = (
+    "In the full run (docs/results/worldmodel.md: 64 px, 400 episodes, 69 min) 16 tokens per future frame "
+    "reconstruct it at 27.3 dB (per-frame tokenizer, 256 tokens: 31.8 dB) and rollouts run 8.5× faster than "
+    "with the per-frame tokenizer, but the transformers do not yet learn to follow the actions: predictions "
+    "score about the copy-the-context baseline and world-model MPC does no better than a random policy "
+    "(0/10 vs 0/10; the simulator planner: 10/10). This short run shows the pipeline, not the effect.")
 
 PARTS: dict[str, Callable[[Path], ReportSection]] = {"core": core_part, "guidance": guidance_part,
                                                       "disco": disco_part, "growth": growth_part,

@@ -249,8 +249,14 @@ class VideoTokenizer(ModelMixin, ConfigMixin):
 
     @torch.no_grad()
     def encode(self, frames: Tensor) -> ClipTokens:
-        """``frames [B, T, 3, H, W]`` in [-1, 1] -> token ids."""
-        return self(frames)[1]
+        """``frames [B, T, 3, H, W]`` in [-1, 1] -> token ids (nothing is decoded)."""
+        self._check(frames)
+        c = self.config.context_frames
+        if not self.config.compressive:
+            ids = self._encode_context(frames)[2]
+            return ClipTokens(ids[:, :c], ids[:, c:])
+        features, _, context_ids, _ = self._encode_context(frames[:, :c])
+        return ClipTokens(context_ids, self._encode_future(frames[:, c:], frames[:, c - 1], features)[1])
 
     @torch.no_grad()
     def encode_context(self, frames: Tensor) -> Tensor:
