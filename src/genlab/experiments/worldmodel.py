@@ -25,10 +25,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import imageio.v3 as iio
 import numpy as np
 import torch
 
+from genlab.core.images import save_video
 from genlab.experiments.parallel import map_in_processes
 from genlab.experiments.reporting import mean_std
 from genlab.metrics import frechet_distance, psnr, ssim
@@ -262,10 +262,8 @@ def rollout_video(out: Path, preset: WorldModelPreset, seconds_per_frame: float 
         columns.append(np.stack([truth[0]] + [world_model.step(a)[0] for a in episodes["actions"][0, :steps]]))
     gap = np.full((steps + 1, preset.frame_size, 2, 3), 255, np.uint8)
     video = np.concatenate([part for column in columns for part in (column, gap)][:-1], axis=2)
-    video = video.repeat(3, axis=1).repeat(3, axis=2)
-    iio.imwrite(out / "rollout.gif", video, duration=seconds_per_frame * 1000, loop=0)
-    iio.imwrite(out / "rollout.mp4", video, fps=round(1 / seconds_per_frame))
-    return out / "rollout.gif"
+    save_video(video, out / "rollout.mp4", fps=1 / seconds_per_frame, scale=3)
+    return save_video(video, out / "rollout.gif", fps=1 / seconds_per_frame, scale=3)
 
 
 def run(out: Path, preset: WorldModelPreset, workers: int = 2) -> dict:
