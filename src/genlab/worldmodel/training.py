@@ -23,16 +23,10 @@ from tqdm.auto import tqdm
 from genlab.core.train import LoopConfig, Trainer, TrainResult, option
 from genlab.errors import GenlabError
 from genlab.worldmodel.dataset import read_shards
-from genlab.worldmodel.model import WorldModel
+from genlab.worldmodel.model import WorldModel, frames_to_model
 from genlab.worldmodel.perceptual import StateNet, perceptual_distance, train_state_net
 from genlab.worldmodel.tokenizer import VideoTokenizer
 from genlab.worldmodel.transformer import WorldModelTransformer
-
-
-def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
-    """uint8 ``[..., H, W, 3]`` -> float ``[..., 3, H, W]`` in [-1, 1]."""
-    tensor = torch.from_numpy(np.ascontiguousarray(frames)).float() / 127.5 - 1
-    return tensor.movedim(-1, -3)
 
 
 class ClipDataset(Dataset):
@@ -52,7 +46,7 @@ class ClipDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         episode, start = divmod(index, self.starts)
         window = slice(start, start + self.clip_frames)
-        frames = frames_to_tensor(self.episodes["frames"][episode, window])
+        frames = frames_to_model(self.episodes["frames"][episode, window])
         steps = slice(start, start + self.clip_frames - 1)
         actions = torch.from_numpy(self.episodes["actions"][episode, steps])
         return frames, actions, torch.from_numpy(self.episodes["rewards"][episode, steps])
@@ -100,7 +94,7 @@ def tokenizer_loss(state_net: StateNet, weight: float):
 def load_or_train_state_net(episodes: dict[str, np.ndarray], folder: Path, steps: int, seed: int) -> StateNet:
     if (folder / "config.json").exists():
         return StateNet.from_pretrained(folder).eval().requires_grad_(False)
-    frames = frames_to_tensor(episodes["frames"].reshape(-1, *episodes["frames"].shape[2:]))
+    frames = frames_to_model(episodes["frames"].reshape(-1, *episodes["frames"].shape[2:]))
     net = train_state_net(frames, torch.from_numpy(episodes["states"].reshape(-1, 6)), steps=steps, seed=seed)
     net.save_pretrained(folder)
     return net
