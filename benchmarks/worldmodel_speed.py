@@ -1,8 +1,8 @@
 """Rollout frames/s and tokenizer throughput of the world model, compressive vs per-frame, in one run.
 
-The models have the full reproduction's shapes (64×64 frames, 16×16 context tokens, 4×4 future
-tokens for the compressive tokenizer, a 4-layer 128-wide LLaMA) with random weights: speed does
-not depend on training. Measured, for each tokenizer:
+The models have the paper's shapes (64×64 frames, 16×16 context tokens, 4×4 future tokens for
+the compressive tokenizer: 16× fewer) and the full reproduction's 4-layer 128-wide LLaMA, with
+random weights: speed does not depend on training. Measured, for each tokenizer:
 
 * tokenizer throughput: frames per second through encode + decode of 4-frame clips;
 * rollout: imagined frames per second (KV-cache generation + decoding), one rollout and a

@@ -7,6 +7,7 @@ from gymnasium.utils.env_checker import check_env
 from genlab.errors import GenlabError
 from genlab.worldmodel import PushBlockEnv, scripted_action
 from genlab.worldmodel.dataset import read_shards, rollout_episode, write_shards
+from genlab.worldmodel.env import potential
 
 
 def run(env, seed, actions):
@@ -29,6 +30,20 @@ def test_environment_is_deterministic_by_seed():
     other, _ = run(PushBlockEnv(), 4, actions)
     assert np.array_equal(first, again) and rewards == rewards_again
     assert not np.array_equal(first[0], other[0])
+
+
+def test_rewards_are_the_progress_in_the_potential_plus_the_success_bonus():
+    # a potential-based reward: an episode's rewards add up to the change of the potential plus
+    # one per step ended with the block in the goal, whatever the actions were
+    env = PushBlockEnv(max_steps=40, terminate_on_success=False)
+    _, info = env.reset(seed=5)
+    start, rng, total, successes = info["state"], np.random.default_rng(1), 0.0, 0
+    for _ in range(40):
+        _, reward, _, _, info = env.step(scripted_action(info["state"], 0.2, rng))
+        total, successes = total + reward, successes + info["success"]
+    end = info["state"]
+    change = potential(end[:2], end[2:4], end[4:6]) - potential(start[:2], start[2:4], start[4:6])
+    assert successes > 0 and total == pytest.approx(change + successes)
 
 
 def test_step_after_reset_returns_frames_rewards_and_state():

@@ -7,8 +7,15 @@ import torch
 
 from genlab.errors import GenlabError
 from genlab.metrics import psnr, ssim
-from genlab.worldmodel.env import PushBlockEnv, simulate_returns
-from genlab.worldmodel.planning import CEMConfig, cem_plan, run_episode, simulator_scorer, world_model_scorer
+from genlab.worldmodel.env import COLOURS, PushBlockEnv, move, simulate_returns
+from genlab.worldmodel.planning import (
+    CEMConfig,
+    cem_plan,
+    imagined_frames_scorer,
+    run_episode,
+    simulator_scorer,
+    world_model_scorer,
+)
 from genlab.worldmodel.play import ansi_frame, key_action, read_actions
 
 
@@ -42,6 +49,59 @@ def test_world_model_scorer_runs_mpc_in_the_real_environment(tiny_world_model):
     episode = run_episode(0, "mpc", 3, CEMConfig(horizon=2, population=8, elites=2, iterations=2),
                           world_model_scorer(tiny_world_model), frame_size=32)
     assert episode.steps == 3 and episode.frames.shape == (4, 32, 32, 3)
+
+
+class TrueFramesWorldModel:
+    """A stand-in world model that "imagines" exactly what the simulator renders."""
+
+    def __init__(self, seed: int):
+        self.env = PushBlockEnv(size=32)
+        self.seed = seed
+
+    def reset(self, frames):
+        self.env.reset(seed=self.seed)
+
+    def imagine(self, actions, frames=False):
+        rendered = []
+        for candidate in actions:
+            agent, block = self.env.agent, self.env.block
+            sequence = []
+            for action in candidate:
+                agent, block = move(agent, block, action)
+                sequence.append(self._render(agent, block))
+            rendered.append(np.stack(sequence))
+        return np.zeros(actions.shape[:2]), np.stack(rendered)
+
+    def _render(self, agent, block):
+        saved = self.env.agent, self.env.block
+        self.env.agent, self.env.block = agent, block
+        frame = self.env.render_frame()
+        self.env.agent, self.env.block = saved
+        return frame
+
+
+class ColourCentroids:
+    """A stand-in StateNet that reads the agent, block and goal positions off a frame exactly (by colour)."""
+
+    device = torch.device("cpu")
+
+    def __call__(self, frames):
+        size = frames.shape[-1]
+        centres = (torch.arange(size) + 0.5) / size
+        positions = []
+        for name in ("agent", "block", "goal"):
+            colour = torch.from_numpy(COLOURS[name]).float() / 127.5 - 1
+            inside = ((frames - colour[:, None, None]).abs() < 0.02).all(dim=1).float()  # [N, H, W]
+            count = inside.sum(dim=(1, 2)).clamp(min=1)
+            positions += [(inside.sum(dim=1) * centres).sum(dim=1) / count, (inside.sum(dim=2) * centres).sum(dim=1) / count]
+        return torch.stack(positions, dim=1)
+
+
+def test_imagined_frames_scorer_ranks_candidates_like_the_simulator_when_the_frames_are_true():
+    frame, info = PushBlockEnv(size=32).reset(seed=7)
+    candidates = np.random.default_rng(0).uniform(-1, 1, (32, 3, 2))
+    scores = imagined_frames_scorer(TrueFramesWorldModel(7), ColourCentroids())(frame[None], info["state"])(candidates)
+    assert np.corrcoef(scores, simulate_returns(info["state"], candidates))[0, 1] > 0.9
 
 
 def test_psnr_and_ssim_on_known_cases():

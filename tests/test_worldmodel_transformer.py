@@ -107,6 +107,18 @@ def test_imagine_predicts_rewards_without_moving_the_state(tiny_world_model):
     assert np.array_equal(frame, expected[0]) and reward == pytest.approx(expected[1], abs=1e-6)
 
 
+def test_imagine_can_return_the_imagined_frames(tiny_world_model):
+    world_model = tiny_world_model
+    world_model.reset(first_frame()[None])
+    actions = np.random.default_rng(0).uniform(-1, 1, (4, 5, 2))  # 5 > 3 training frames: the context slides
+    rewards, frames = world_model.imagine(actions, frames=True)
+    assert frames.shape == (4, 5, 32, 32, 3) and frames.dtype == np.uint8
+    np.testing.assert_allclose(rewards, world_model.imagine(actions), atol=1e-6)
+    world_model.reset(np.repeat(first_frame()[None, None], 4, axis=0))
+    stepped = [world_model.step(actions[:, t])[0] for t in range(5)]
+    assert np.array_equal(frames, np.stack(stepped, axis=1))
+
+
 def test_world_model_errors_are_clear(tiny_world_model):
     world_model = tiny_world_model
     with pytest.raises(GenlabError, match="reset"):

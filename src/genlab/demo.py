@@ -186,8 +186,9 @@ def worldmodel_part(folder: Path) -> ReportSection:
         f"predictions of {preset['future_frames']} frames from one true frame on held-out episodes, "
         f"{preset['samples']} samples each.</p>"
         + metrics_table(rows, ["tokens/frame", "PSNR", "SSIM", "PSNR best-of-N", "FD", "frames/s"])
-        + "<p>Model-predictive control (CEM on imagined rollouts, scored by the reward head) against a random "
-        "policy and the same planner on the true simulator:</p>"
+        + "<p>Model-predictive control (CEM on imagined rollouts, scored by the reward head or by the reward of "
+        "the positions read off the imagined frames) against a random policy and the same planner on the true "
+        "simulator:</p>"
         + metrics_table(control, ["success rate", "final distance"])
         + f'<div class="figs"><figure><img class="pixels" src="{folder.name}/rollout.gif" alt="rollout">'
         "<figcaption>true | compressive | per-frame</figcaption></figure></div>"
@@ -197,11 +198,11 @@ def worldmodel_part(folder: Path) -> ReportSection:
 
 
 WORLDMODEL_FULL_RUN = (
-    "In the full run (docs/results/worldmodel.md: 64 px, 400 episodes, 69 min) 16 tokens per future frame "
-    "reconstruct it at 27.3 dB (per-frame tokenizer, 256 tokens: 31.8 dB) and rollouts run 8.5× faster than "
-    "with the per-frame tokenizer, but the transformers do not yet learn to follow the actions: predictions "
-    "score about the copy-the-context baseline and world-model MPC does no better than a random policy "
-    "(0/10 vs 0/10; the simulator planner: 10/10). This short run shows the pipeline, not the effect.")
+    "In the full run (docs/results/worldmodel.md: 32 px, 400 episodes, 3,000 transformer steps) the world model "
+    "follows the actions: action-conditioned prediction beats the action-free model by 1.0 dB and places the "
+    "agent 35% closer to its true position. Planning on its imagined frames beats the random policy modestly "
+    "(return 0.20 vs −0.02, 1/10 successes vs 0/10), planning on its reward head does not (0.01); the simulator "
+    "planner succeeds 9/10. This short run shows the pipeline, not the effect.")
 
 PARTS: dict[str, Callable[[Path], ReportSection]] = {"core": core_part, "guidance": guidance_part,
                                                       "disco": disco_part, "growth": growth_part,

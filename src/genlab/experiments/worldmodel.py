@@ -10,8 +10,9 @@ Steps (each cached in ``out``, so a stopped run resumes):
 4. Prediction on held-out windows: from one true frame and the true actions, ``samples`` rollouts
    of ``future_frames`` frames each; PSNR/SSIM (mean over samples and best of them), FD of
    StateNet features of predicted vs true frames; tokens per frame and rollout frames per second.
-5. Control: PushBlock episodes under a random policy, CEM-MPC with the compressive action world
-   model's predicted rewards, and CEM-MPC with the true simulator (the upper bound).
+5. Control: PushBlock episodes under a random policy, CEM-MPC on the compressive action world
+   model (scored by its reward head, or by the reward of the positions a StateNet reads off the
+   imagined frames), and CEM-MPC with the true simulator (the upper bound).
 6. ``results.json``, ``report.md`` and a predicted-vs-true rollout (GIF and MP4) longer than the
    training sequences, so the context slides.
 """
@@ -35,7 +36,13 @@ from genlab.metrics import frechet_distance, psnr, ssim
 from genlab.worldmodel.dataset import read_shards, write_shards
 from genlab.worldmodel.model import WorldModel, frames_from_model, frames_to_model
 from genlab.worldmodel.perceptual import StateNet
-from genlab.worldmodel.planning import CEMConfig, run_episode, simulator_scorer, world_model_scorer
+from genlab.worldmodel.planning import (
+    CEMConfig,
+    imagined_frames_scorer,
+    run_episode,
+    simulator_scorer,
+    world_model_scorer,
+)
 from genlab.worldmodel.training import (
     ClipDataset,
     TokenizerConfig,
@@ -87,10 +94,10 @@ class WorldModelPreset:
 
 
 PRESETS = {
-    "full": WorldModelPreset("full", train_episodes=400, test_episodes=40, episode_steps=30, frame_size=64,
-                             context_grid=16, future_grid=4, channels=32, code_dim=8, codes=512,
-                             state_net_steps=1200, tokenizer_steps=1500, transformer_steps=1200, batch_size=16,
-                             transformer_batch=8,
+    "full": WorldModelPreset("full", train_episodes=400, test_episodes=40, episode_steps=30, frame_size=32,
+                             context_grid=8, future_grid=4, channels=32, code_dim=8, codes=256,
+                             state_net_steps=600, tokenizer_steps=800, transformer_steps=3000, batch_size=16,
+                             transformer_batch=16,
                              hidden_size=128, layers=4, heads=4, future_frames=3, windows_per_episode=3,
                              samples=4, top_k=16, control_episodes=10, control_steps=30, population=64,
                              iterations=3),
@@ -203,12 +210,15 @@ def evaluate_prediction(out: Path, preset: WorldModelPreset, name: str) -> dict:
     state_net = StateNet.from_pretrained(out / "state_net").eval()
     fd = frechet_distance(state_features(state_net, predicted[:, 0].flatten(0, 1)),
                           state_features(state_net, truth.flatten(0, 1)))
+    with torch.no_grad():  # where StateNet sees the agent in the imagined frames vs in the true ones
+        agent_error = (state_net(predicted.flatten(0, 2).clamp(-1, 1))[:, :2]
+                       - state_net(flat_truth)[:, :2]).norm(dim=1).mean().item()
     return {
         "psnr": frame_psnr.mean().item(), "ssim": frame_ssim.mean().item(),
         "psnr_best": frame_psnr.mean(dim=2).max(dim=1).values.mean().item(),
         "ssim_best": frame_ssim.mean(dim=2).max(dim=1).values.mean().item(),
         "psnr_per_step": frame_psnr.mean(dim=(0, 1)).tolist(),
-        "fd": fd, "tokenizer_psnr": psnr(recon.flatten(0, 1), truth.flatten(0, 1)).mean().item(),
+        "fd": fd, "agent_error": agent_error, "tokenizer_psnr": psnr(recon.flatten(0, 1), truth.flatten(0, 1)).mean().item(),
         "copy_psnr": psnr(frames[:, :1].expand_as(truth).flatten(0, 1), truth.flatten(0, 1)).mean().item(),
         "codes_used": [tokens.context.unique().numel(), tokens.future.unique().numel()],
         "context_tokens": world_model.tokenizer.context_tokens, "future_tokens": world_model.tokenizer.future_tokens,
@@ -223,9 +233,10 @@ def control_job(out: Path, preset: WorldModelPreset, policy: str, seed: int) -> 
     config = CEMConfig(horizon=preset.future_frames, population=preset.population,
                        elites=max(2, preset.population // 8), iterations=preset.iterations)
     scorer = None
-    if policy == "world model MPC":
+    if policy.startswith("world model"):
         world_model = WorldModel.from_pretrained(model_dir(out, "compressive") / "model", top_k=preset.top_k, seed=seed)
-        scorer = world_model_scorer(world_model)
+        scorer = (world_model_scorer(world_model) if policy == WORLD_MODEL_REWARD_HEAD else
+                  imagined_frames_scorer(world_model, StateNet.from_pretrained(out / "state_net").eval()))
     elif policy == "simulator MPC":
         scorer = simulator_scorer
     start = time.perf_counter()
@@ -236,7 +247,9 @@ def control_job(out: Path, preset: WorldModelPreset, policy: str, seed: int) -> 
             "seconds": time.perf_counter() - start}
 
 
-POLICIES = ("random", "world model MPC", "simulator MPC")
+WORLD_MODEL_REWARD_HEAD = "world model MPC, reward head"
+WORLD_MODEL_FRAMES = "world model MPC, imagined frames"
+POLICIES = ("random", WORLD_MODEL_REWARD_HEAD, WORLD_MODEL_FRAMES, "simulator MPC")
 
 
 def summarise_control(records: list[dict]) -> dict:
@@ -295,13 +308,16 @@ def report(results: dict) -> str:
              f"1 true frame on {next(iter(results['prediction'].values()))['windows']} held-out windows, "
              f"{preset['samples']} samples each (top-k {preset['top_k']}).", "",
              "| model | tokens/frame (context, future) | PSNR | SSIM | PSNR best-of-N | SSIM best-of-N | FD | "
-             "tokenizer PSNR | rollout frames/s |", "|---|---|---|---|---|---|---|---|---|"]
+             "agent error | tokenizer PSNR | rollout frames/s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results["prediction"].items():
         lines.append(f"| {name} | {r['context_tokens']}, {r['future_tokens']} | {r['psnr']:.2f} | {r['ssim']:.3f} | "
-                     f"{r['psnr_best']:.2f} | {r['ssim_best']:.3f} | {r['fd']:.3f} | {r['tokenizer_psnr']:.2f} | "
+                     f"{r['psnr_best']:.2f} | {r['ssim_best']:.3f} | {r['fd']:.3f} | {r['agent_error']:.3f} | "
+                     f"{r['tokenizer_psnr']:.2f} | "
                      f"{r['frames_per_second']:.1f} |")
     copy = next(iter(results["prediction"].values()))["copy_psnr"]
-    lines += ["", f"Copying the context frame scores PSNR {copy:.2f}.", "",
+    lines += ["", f"Copying the context frame scores PSNR {copy:.2f}. Agent error: distance (arena units, the "
+              "arena is 1 wide, one step moves at most 0.06) between where the perceptual StateNet places the "
+              "agent in the imagined and in the true frames.", "",
               "| policy | success | return | final block-goal distance | seconds per step |", "|---|---|---|---|---|"]
     for policy, r in results["control"].items():
         lines.append(f"| {policy} | {r['success_rate']:.0%} | {mean_std(r['returns'])} | "

@@ -135,20 +135,24 @@ class WorldModel:
         reward = reward.cpu().numpy()
         return (frame, reward) if self._batched else (frame[0], float(reward[0]))
 
-    def imagine(self, actions) -> np.ndarray:
+    def imagine(self, actions, frames: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Predicted rewards ``[N, H]`` of action sequences ``[N, H, A]`` from the current state, which
         is left as it was. After a single reset the N sequences share its state; after a batched reset
-        N must be B. Frames are only decoded if the context slides."""
+        N must be B. Frames are only decoded if the context slides, or with ``frames=True``, which
+        also returns the imagined frames, uint8 ``[N, H, height, width, 3]``."""
         rollout = self._require_rollout()
         actions = np.asarray(actions, dtype=np.float32)
         if actions.ndim != 3 or rollout.cache.batch not in (1, actions.shape[0]):
             raise GenlabError(f"actions must be [N, H, A] with N = {rollout.cache.batch} (or any N after a "
                               f"single reset), got {list(actions.shape)}")
-        rollout, rewards = rollout.broadcast(actions.shape[0]), []
+        rollout, rewards, imagined = rollout.broadcast(actions.shape[0]), [], []
         for t in range(actions.shape[1]):
             rollout, reward = self._advance(rollout, self._actions(actions[:, t], (actions.shape[0],)))
             rewards.append(reward)
-        return torch.stack(rewards, dim=1).cpu().numpy()
+            if frames:
+                imagined.append(frames_from_model(rollout.recent[-1]()))
+        rewards = torch.stack(rewards, dim=1).cpu().numpy()
+        return (rewards, np.stack(imagined, axis=1)) if frames else rewards
 
 
 @dataclass

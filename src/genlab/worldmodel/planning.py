@@ -1,9 +1,15 @@
 """Model-predictive control with the cross-entropy method (CEM) on imagined or simulated rollouts.
 
 At every real step the planner draws ``population`` action sequences of ``horizon`` steps from a
-Gaussian, scores them (the world model's predicted rewards, or the true simulator's), refits the
-Gaussian to the ``elites`` best for ``iterations`` rounds, executes the first action of the best
-sequence and plans again from the next observation (the mean is warm-started by shifting).
+Gaussian, scores them, refits the Gaussian to the ``elites`` best for ``iterations`` rounds,
+executes the first action of the best sequence and plans again from the next observation (the
+mean is warm-started by shifting). Scorers:
+
+* :func:`world_model_scorer`: the world model's reward head on imagined rollouts;
+* :func:`imagined_frames_scorer`: the reward function applied to the positions a
+  :class:`~genlab.worldmodel.perceptual.StateNet` reads off the imagined frames (a cost on
+  predicted frames, as in the visual-MPC benchmark VP² that iVideoGPT reports on);
+* :func:`simulator_scorer`: the true simulator from the true state (the upper bound).
 """
 
 from __future__ import annotations
@@ -12,9 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
-from genlab.worldmodel.env import PushBlockEnv, simulate_returns
-from genlab.worldmodel.model import WorldModel
+from genlab.worldmodel.env import PushBlockEnv, reward_of, simulate_returns
+from genlab.worldmodel.model import WorldModel, frames_to_model
+from genlab.worldmodel.perceptual import StateNet
 
 # (last Tc frames uint8 [Tc, H, W, 3], true state [6]) -> a function scoring sequences [N, H, A] -> [N]
 Scorer = Callable[[np.ndarray, np.ndarray], Callable[[np.ndarray], np.ndarray]]
@@ -51,6 +59,33 @@ def world_model_scorer(world_model: WorldModel) -> Scorer:
     def observe(frames: np.ndarray, state: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
         world_model.reset(frames)
         return lambda candidates: world_model.imagine(candidates).sum(axis=1)
+
+    return observe
+
+
+def read_positions(state_net: StateNet, frames: np.ndarray) -> np.ndarray:
+    """Agent, block and goal positions ``[..., 6]`` that ``state_net`` reads off uint8 frames ``[..., H, W, 3]``."""
+    with torch.no_grad():
+        flat = frames_to_model(frames.reshape(-1, *frames.shape[-3:])).to(state_net.device)
+        return state_net(flat).cpu().numpy().reshape(*frames.shape[:-3], 6)
+
+
+def imagined_frames_scorer(world_model: WorldModel, state_net: StateNet) -> Scorer:
+    """Scores by the environment's reward function applied to the positions ``state_net`` reads off
+    the current frame and the imagined frames (no true state is used)."""
+
+    def observe(frames: np.ndarray, state: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        world_model.reset(frames)
+        now = read_positions(state_net, frames[-1])
+
+        def score(candidates: np.ndarray) -> np.ndarray:
+            _, imagined = world_model.imagine(candidates, frames=True)
+            positions = read_positions(state_net, imagined)  # [N, H, 6]
+            path = np.concatenate([np.broadcast_to(now, (len(candidates), 1, 6)), positions], axis=1)
+            rewards = reward_of(path[:, :-1, :2], path[:, :-1, 2:4], path[:, 1:, :2], path[:, 1:, 2:4], now[4:6])
+            return rewards.sum(axis=1)
+
+        return score
 
     return observe
 
