@@ -89,6 +89,7 @@ class WorldModelPreset:
     top_k: int
     control_episodes: int
     control_steps: int
+    horizon: int
     population: int
     iterations: int
 
@@ -99,14 +100,14 @@ PRESETS = {
                              state_net_steps=600, tokenizer_steps=800, transformer_steps=3000, batch_size=16,
                              transformer_batch=16,
                              hidden_size=128, layers=4, heads=4, future_frames=3, windows_per_episode=3,
-                             samples=4, top_k=16, control_episodes=10, control_steps=30, population=64,
+                             samples=4, top_k=16, control_episodes=10, control_steps=30, horizon=5, population=64,
                              iterations=3),
     "quick": WorldModelPreset("quick", train_episodes=100, test_episodes=16, episode_steps=20, frame_size=32,
                               context_grid=8, future_grid=4, channels=32, code_dim=8, codes=256,
                               state_net_steps=400, tokenizer_steps=300, transformer_steps=200, batch_size=16,
                               transformer_batch=16,
                               hidden_size=64, layers=2, heads=2, future_frames=3, windows_per_episode=3,
-                              samples=3, top_k=16, control_episodes=4, control_steps=20, population=32,
+                              samples=3, top_k=16, control_episodes=4, control_steps=20, horizon=3, population=32,
                               iterations=2),
 }
 CONTROL_SEED = 10_000  # control episodes use reset seeds from here (not in the training shards)
@@ -230,7 +231,7 @@ def evaluate_prediction(out: Path, preset: WorldModelPreset, name: str) -> dict:
 
 def control_job(out: Path, preset: WorldModelPreset, policy: str, seed: int) -> dict:
     torch.set_num_threads(1)
-    config = CEMConfig(horizon=preset.future_frames, population=preset.population,
+    config = CEMConfig(horizon=preset.horizon, population=preset.population,
                        elites=max(2, preset.population // 8), iterations=preset.iterations)
     scorer = None
     if policy.startswith("world model"):
@@ -318,6 +319,8 @@ def report(results: dict) -> str:
     lines += ["", f"Copying the context frame scores PSNR {copy:.2f}. Agent error: distance (arena units, the "
               "arena is 1 wide, one step moves at most 0.06) between where the perceptual StateNet places the "
               "agent in the imagined and in the true frames.", "",
+              f"Control: {preset['control_episodes']} episodes of up to {preset['control_steps']} steps; CEM with "
+              f"horizon {preset['horizon']}, {preset['population']} candidates, {preset['iterations']} iterations.", "",
               "| policy | success | return | final block-goal distance | seconds per step |", "|---|---|---|---|---|"]
     for policy, r in results["control"].items():
         lines.append(f"| {policy} | {r['success_rate']:.0%} | {mean_std(r['returns'])} | "
