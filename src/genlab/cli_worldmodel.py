@@ -46,14 +46,16 @@ def train_worldmodel_command(**values) -> None:
 
 
 @click.command("worldmodel")
-@click.option("--quick", is_flag=True, help="32×32 frames, short training, 4 control episodes (about 3 minutes on 2 cores)")
+@click.option("--quick", is_flag=True, help="100 episodes, short training, 4 control episodes (about 2.5 minutes on 2 "
+              "cores; the full preset takes about 50)")
 @click.option("--workers", default=2, show_default=True, help="processes for independent jobs (one CPU thread each)")
 @click.option("--out", default="runs/reproduce/worldmodel", show_default=True, help="output folder")
 def reproduce_worldmodel_command(quick: bool, workers: int, out: str) -> None:
     """iVideoGPT (Wu et al. 2024) on the built-in PushBlock world: compressive vs per-frame
     tokenizer and action-conditioned vs action-free transformer, scored on held-out episodes by
-    PSNR/SSIM (mean and best of N samples), FD and rollout speed; then CEM model-predictive
-    control with the world model's reward head vs a random policy vs the true simulator.
+    PSNR/SSIM (mean and best of N samples), FD, agent position error and rollout speed, at 32×32;
+    then CEM model-predictive control scored by the world model's reward head or by its imagined
+    frames, vs a random policy vs the true simulator.
     Writes results.json, report.md and rollout.gif/.mp4. Finished stages in --out are reused.
     """
     from genlab.experiments import worldmodel
