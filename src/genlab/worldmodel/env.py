@@ -8,12 +8,12 @@ between their centres. The green goal disc (radius ``GOAL_RADIUS``) does not mov
 Reward per step (:func:`reward_of`): the progress in the potential (:func:`potential`)
 ``-distance(block, goal) - APPROACH_WEIGHT · distance(agent, block)``, i.e. potential after the
 step minus potential before, plus 1 while the block's centre is inside the goal. Being the change
-of a potential, it leaves the best policy as it was (Ng et al. 1999), but every step's reward now
+of a potential, it leaves the best policy as it was (Ng et al. 1999), but every step's reward
 depends on that step's action: with the potential itself as the reward, the actions explained
-1% of the variance of 3-step returns (95% now), which a learned reward head did not resolve. The approach term gives a
-short-horizon planner a reason to walk to the block before any push is possible. The episode
-terminates on success (unless ``terminate_on_success=False``, which the data generator uses
-for fixed-length clips) and is truncated after ``max_steps``.
+1% of the variance of 3-step returns (95% now), too little for a learned reward head to resolve.
+The approach term gives a short-horizon planner a reason to walk to the block before any push is
+possible. The episode terminates on success (unless ``terminate_on_success=False``, which the
+data generator uses for fixed-length clips) and is truncated after ``max_steps``.
 
 Observations are ``(size, size, 3)`` uint8 RGB frames (64×64 by default); ``info["state"]`` has
 the agent, block and goal positions. Everything is a function of the ``reset`` seed.
