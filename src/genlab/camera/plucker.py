@@ -46,8 +46,16 @@ def relative_to_first(camera_to_world: Tensor) -> Tensor:
     """Poses ``[B, T, 4, 4]`` expressed in the first frame's camera: ``inverse(P_0) @ P_t`` (frame 0 becomes
     the identity)."""
     check_cameras(camera_to_world)
+    _check_batch(camera_to_world)
+    return _relative_to_first(camera_to_world)
+
+
+def _check_batch(camera_to_world: Tensor) -> None:
     if camera_to_world.dim() != 4:
         raise GenlabError(f"a batch of trajectories must be [B, T, 4, 4], got {list(camera_to_world.shape)}")
+
+
+def _relative_to_first(camera_to_world: Tensor) -> Tensor:
     return torch.linalg.inv(camera_to_world[:, :1]) @ camera_to_world
 
 
@@ -59,11 +67,10 @@ def plucker_embedding(camera_to_world: Tensor, intrinsics: Tensor, height: int, 
     ``relative=True`` first makes the poses relative to each trajectory's first frame.
     """
     check_cameras(camera_to_world, intrinsics)
-    if camera_to_world.dim() != 4:
-        raise GenlabError(f"cameras must be [B, T, 4, 4], got {list(camera_to_world.shape)}")
+    _check_batch(camera_to_world)
     if height < 1 or width < 1:
         raise GenlabError(f"frame size must be positive, got {height}×{width}")
-    poses = relative_to_first(camera_to_world) if relative else camera_to_world
+    poses = _relative_to_first(camera_to_world) if relative else camera_to_world
     dtype, device = poses.dtype, poses.device
     rows, columns = torch.meshgrid(torch.arange(height, dtype=dtype, device=device) + 0.5,
                                    torch.arange(width, dtype=dtype, device=device) + 0.5, indexing="ij")
