@@ -6,8 +6,8 @@ coordinates, the direction ``((j + 0.5 − cx) / fx, (i + 0.5 − cy) / fy, 1)``
 into the world it is ``d``, and it starts at the camera centre ``o`` (the translation column). Its
 Plücker coordinates are ``(o × d, d)``: the moment and the direction, 6 channels per pixel, the
 same convention as CameraCtrl's ``ray_condition``. Trajectories are usually made relative to
-their first frame first (:func:`relative_to_first`), so the embedding does not depend on where
-the scene's world frame happens to be.
+their first frame first (``genlab.data.trajectories.relative_to_first``), so the embedding does
+not depend on where the scene's world frame happens to be.
 """
 
 from __future__ import annotations
@@ -15,48 +15,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from genlab.data.trajectories import check_cameras, check_trajectory_batch, relative_to_first_unchecked
 from genlab.errors import GenlabError
-
-
-def check_cameras(camera_to_world: Tensor, intrinsics: Tensor | None = None, tolerance: float = 1e-3) -> None:
-    """Raise a GenlabError unless ``camera_to_world [..., 4, 4]`` are rigid transforms (rotation with
-    determinant +1, last row ``0 0 0 1``) and ``intrinsics`` (if given) are ``[..., 3, 3]`` with the same
-    leading shape and positive focal lengths."""
-    if camera_to_world.dim() < 2 or camera_to_world.shape[-2:] != (4, 4):
-        raise GenlabError(f"camera-to-world poses must be [..., 4, 4] matrices, got {list(camera_to_world.shape)}")
-    poses = camera_to_world.double()
-    rotation = poses[..., :3, :3]
-    identity = torch.eye(3, dtype=torch.float64)
-    last_row = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64)
-    if ((rotation.transpose(-1, -2) @ rotation - identity).abs().amax() > tolerance
-            or (torch.linalg.det(rotation) - 1).abs().amax() > tolerance
-            or (poses[..., 3, :] - last_row).abs().amax() > tolerance):
-        raise GenlabError("camera-to-world poses must be rigid transforms: an orthonormal rotation with "
-                          "determinant +1 and a last row of 0 0 0 1")
-    if intrinsics is None:
-        return
-    if intrinsics.shape != (*camera_to_world.shape[:-2], 3, 3):
-        raise GenlabError(f"intrinsics must be [..., 3, 3] with the poses' leading shape "
-                          f"{list(camera_to_world.shape[:-2])}, got {list(intrinsics.shape)}")
-    if (intrinsics[..., 0, 0] <= 0).any() or (intrinsics[..., 1, 1] <= 0).any():
-        raise GenlabError("intrinsics must have positive focal lengths fx = K[0, 0] and fy = K[1, 1] (pixels)")
-
-
-def relative_to_first(camera_to_world: Tensor) -> Tensor:
-    """Poses ``[B, T, 4, 4]`` expressed in the first frame's camera: ``inverse(P_0) @ P_t`` (frame 0 becomes
-    the identity)."""
-    check_cameras(camera_to_world)
-    _check_batch(camera_to_world)
-    return _relative_to_first(camera_to_world)
-
-
-def _check_batch(camera_to_world: Tensor) -> None:
-    if camera_to_world.dim() != 4:
-        raise GenlabError(f"a batch of trajectories must be [B, T, 4, 4], got {list(camera_to_world.shape)}")
-
-
-def _relative_to_first(camera_to_world: Tensor) -> Tensor:
-    return torch.linalg.inv(camera_to_world[:, :1]) @ camera_to_world
 
 
 def plucker_embedding(camera_to_world: Tensor, intrinsics: Tensor, height: int, width: int,
@@ -67,10 +27,10 @@ def plucker_embedding(camera_to_world: Tensor, intrinsics: Tensor, height: int, 
     ``relative=True`` first makes the poses relative to each trajectory's first frame.
     """
     check_cameras(camera_to_world, intrinsics)
-    _check_batch(camera_to_world)
+    check_trajectory_batch(camera_to_world)
     if height < 1 or width < 1:
         raise GenlabError(f"frame size must be positive, got {height}×{width}")
-    poses = _relative_to_first(camera_to_world) if relative else camera_to_world
+    poses = relative_to_first_unchecked(camera_to_world) if relative else camera_to_world
     dtype, device = poses.dtype, poses.device
     rows, columns = torch.meshgrid(torch.arange(height, dtype=dtype, device=device) + 0.5,
                                    torch.arange(width, dtype=dtype, device=device) + 0.5, indexing="ij")

@@ -7,17 +7,40 @@ are ``(image, label)`` with ``image`` float32 ``[C, H, W]`` in ``[-1, 1]``:
   a fixed 1500/297 train/test split.
 - ``"shapes"``: procedural coloured shapes, 3 channels, 16/32/64 px (default 32), 4 classes,
   20,000 train and 2,000 test images per seed, with factors shape/colour/position.
+
+:mod:`genlab.data.scenes` renders procedural 3-D scenes (checkerboard ground, sky, coloured
+spheres and boxes) with a vectorised ray caster; :class:`CameraVideoDataset` holds camera-controlled
+video clips of them with their poses and intrinsics (``render``, ``random_scenes``,
+``random_camera_paths`` and ``default_intrinsics`` build the parts).
 """
 
 from __future__ import annotations
 
 from genlab.data.base import ImageDataset, check_choice
 from genlab.data.digits import DigitsDataset
+from genlab.data.scenes import (
+    CameraVideoDataset,
+    default_intrinsics,
+    random_camera_paths,
+    random_scenes,
+    render,
+)
 from genlab.data.shapes import ShapesDataset
 
 DATASETS: tuple[str, ...] = ("digits", "shapes")
 
-__all__ = ["DATASETS", "DigitsDataset", "ImageDataset", "ShapesDataset", "load_dataset"]
+__all__ = [
+    "DATASETS",
+    "CameraVideoDataset",
+    "DigitsDataset",
+    "ImageDataset",
+    "ShapesDataset",
+    "default_intrinsics",
+    "load_dataset",
+    "random_camera_paths",
+    "random_scenes",
+    "render",
+]
 
 
 def load_dataset(

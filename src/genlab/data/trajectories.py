@@ -1,4 +1,5 @@
-"""Camera trajectories for procedural scenes: orbit, pan, dolly, tilt and smooth random paths.
+"""Camera poses for procedural scenes: checks (:func:`check_cameras`), poses relative to the first
+frame, and trajectories (orbit, pan, dolly, tilt and smooth random paths).
 
 World axes: z is up and the ground is z = 0. Cameras are camera-to-world 4×4 matrices with OpenCV
 axes (x right, y down, z forward), built by :func:`look_at`. Every trajectory starts from the
@@ -34,6 +35,49 @@ def look_at(eye: Tensor, target: Tensor) -> Tensor:
     pose[..., :3, 3] = eye
     pose[..., 3, 3] = 1
     return pose
+
+
+def check_cameras(camera_to_world: Tensor, intrinsics: Tensor | None = None, tolerance: float = 1e-3) -> None:
+    """Raise a GenlabError unless ``camera_to_world [..., 4, 4]`` are rigid transforms (rotation with
+    determinant +1, last row ``0 0 0 1``) and ``intrinsics`` (if given) are ``[..., 3, 3]`` with the same
+    leading shape and positive focal lengths."""
+    if camera_to_world.dim() < 2 or camera_to_world.shape[-2:] != (4, 4):
+        raise GenlabError(f"camera-to-world poses must be [..., 4, 4] matrices, got {list(camera_to_world.shape)}")
+    poses = camera_to_world.double()
+    rotation = poses[..., :3, :3]
+    identity = torch.eye(3, dtype=torch.float64)
+    last_row = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64)
+    if ((rotation.transpose(-1, -2) @ rotation - identity).abs().amax() > tolerance
+            or (torch.linalg.det(rotation) - 1).abs().amax() > tolerance
+            or (poses[..., 3, :] - last_row).abs().amax() > tolerance):
+        raise GenlabError("camera-to-world poses must be rigid transforms: an orthonormal rotation with "
+                          "determinant +1 and a last row of 0 0 0 1")
+    if intrinsics is None:
+        return
+    if intrinsics.shape != (*camera_to_world.shape[:-2], 3, 3):
+        raise GenlabError(f"intrinsics must be [..., 3, 3] with the poses' leading shape "
+                          f"{list(camera_to_world.shape[:-2])}, got {list(intrinsics.shape)}")
+    if (intrinsics[..., 0, 0] <= 0).any() or (intrinsics[..., 1, 1] <= 0).any():
+        raise GenlabError("intrinsics must have positive focal lengths fx = K[0, 0] and fy = K[1, 1] (pixels)")
+
+
+def relative_to_first(camera_to_world: Tensor) -> Tensor:
+    """Poses ``[B, T, 4, 4]`` expressed in the first frame's camera: ``inverse(P_0) @ P_t`` (frame 0 becomes
+    the identity)."""
+    check_cameras(camera_to_world)
+    check_trajectory_batch(camera_to_world)
+    return relative_to_first_unchecked(camera_to_world)
+
+
+def check_trajectory_batch(camera_to_world: Tensor) -> None:
+    """Raise a GenlabError unless the poses are a batch of trajectories ``[B, T, 4, 4]``."""
+    if camera_to_world.dim() != 4:
+        raise GenlabError(f"a batch of trajectories must be [B, T, 4, 4], got {list(camera_to_world.shape)}")
+
+
+def relative_to_first_unchecked(camera_to_world: Tensor) -> Tensor:
+    """:func:`relative_to_first` for poses already checked."""
+    return torch.linalg.inv(camera_to_world[:, :1]) @ camera_to_world
 
 
 def _start(radius: float, height: float) -> tuple[Tensor, Tensor]:

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from genlab.camera import TRAJECTORIES, check_cameras, look_at, make_trajectory
+from genlab.camera import check_cameras
+from genlab.data.trajectories import TRAJECTORIES, look_at, make_trajectory
 from genlab.errors import GenlabError
 
 
