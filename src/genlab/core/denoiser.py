@@ -55,7 +55,7 @@ class DiffusersDenoiser(nn.Module):
     """A diffusers model + discrete VP scheduler as an EDM denoiser (σ ↔ timestep by interpolation).
 
     Args:
-        model: a diffusers model called as ``model(x_t, timestep [B], **cond)``; its output (or
+        model: a diffusers model called as ``model(x_t, timestep=[B], **cond)``; its output (or
             ``.sample``) is ε, v or x0 per ``prediction_type``. Outputs with twice the input's
             channels (learned variance, as in DiT) keep the first half.
         scheduler: any diffusers scheduler with ``alphas_cumprod`` (DDPM, DDIM, Euler, ...).
@@ -109,7 +109,7 @@ class DiffusersDenoiser(nn.Module):
         scale = _expand(1 / (1 + sigma**2).sqrt(), x)
         x_t = (x * scale).to(self.model.dtype if hasattr(self.model, "dtype") else x.dtype)
         timestep = self.sigma_to_timestep(sigma).to(torch.float32)
-        output = self.model(x_t, timestep, **cond)
+        output = self.model(x_t, timestep=timestep, **cond)
         output = getattr(output, "sample", output)
         output = (output[0] if isinstance(output, tuple) else output).to(torch.float32)
         if output.shape[1] == 2 * x.shape[1]:

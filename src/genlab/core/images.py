@@ -41,13 +41,20 @@ def save_image_grid(images: Tensor, path: Path | str, columns: int | None = None
 
 
 def save_video(frames: np.ndarray, path: Path | str, fps: float = 5, scale: int = 1) -> Path:
-    """Write uint8 frames ``[T, H, W, 3]`` as an MP4 (H.264 via imageio-ffmpeg) or, for a ``.gif`` path,
-    a looping GIF; ``scale`` enlarges each pixel (nearest neighbour)."""
+    """Write uint8 frames ``[T, H, W, 3]`` as an MP4 (H.264 via imageio-ffmpeg; odd sizes padded by one
+    pixel) or, for a ``.gif`` path, a looping GIF; ``scale`` enlarges each pixel (nearest neighbour)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     frames = np.asarray(frames).repeat(scale, axis=1).repeat(scale, axis=2)
     if path.suffix.lower() == ".gif":
         iio.imwrite(path, frames, duration=1000 / fps, loop=0)
-    else:
+    else:  # H.264 needs even sizes: pad odd ones with one black row/column
+        height, width = frames.shape[1:3]
+        frames = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)))
         iio.imwrite(path, frames, fps=fps, macro_block_size=1)
     return path
+
+
+def video_grid(videos: Tensor, columns: int | None = None, scale: int = 1) -> np.ndarray:
+    """Tile clips ``[N, T, C, H, W]`` in ``[-1, 1]`` side by side: uint8 frames ``[T, H', W', 3]`` for :func:`save_video`."""
+    return np.stack([image_grid(videos[:, t], columns, scale) for t in range(videos.shape[1])])

@@ -1,0 +1,152 @@
+"""EDM video models on the procedural 3-D scene clips, end to end.
+
+``train_video_model(config)`` trains a :class:`~genlab.core.nets.VideoDiT` with the shared loop on
+:class:`~genlab.data.CameraVideoDataset` clips (optionally conditioned on the clip's first frame)
+and exports the EMA weights to ``<run_dir>/model``; ``load_video_model(path)`` reads them back as
+an :class:`~genlab.core.denoiser.EDMDenoiser`; ``generate_videos`` samples clips with genlab's EDM
+samplers. This model carries no camera input: ``genlab train camera`` adds one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from genlab.core.checkpoint import read_json
+from genlab.core.denoiser import EDMDenoiser
+from genlab.core.edm import SAMPLERS, EDMSchedule, edm_loss, karras_sigmas, sample
+from genlab.core.nets import VideoDiT
+from genlab.core.nets.video_dit import ATTENTION_MODES, first_frame_condition
+from genlab.core.train import LoopConfig, Trainer, TrainResult, option
+from genlab.errors import GenlabError
+
+VIDEO_SIZES = {
+    "tiny": {"patch_size": 4, "hidden_size": 96, "depth": 4, "num_heads": 4},
+    "small": {"patch_size": 4, "hidden_size": 128, "depth": 6, "num_heads": 4},
+}
+MODEL_INFO_FILE = "genlab.json"
+
+
+@dataclass
+class SceneClipsConfig:
+    """Which procedural scene clips to train on (shared by ``genlab train video`` and ``train camera``)."""
+
+    clips: int = option(2000, "number of training clips (3-D scenes under random camera paths)")
+    data_seed: int = option(0, "seed of the scenes and camera paths")
+
+
+def scene_clips(clips: int, frames: int, resolution: int, seed: int, progress: bool = True):
+    """Training clips: :class:`~genlab.data.CameraVideoDataset` items ``(video, camera_to_world, K, trajectory)``."""
+    from genlab.data import CameraVideoDataset
+
+    if clips < 1 or frames < 2 or resolution < 8:
+        raise GenlabError(f"need --clips >= 1, --frames >= 2 and --resolution >= 8; got {clips}, {frames} "
+                          f"and {resolution}")
+    return CameraVideoDataset(clips, frames, resolution, seed, progress=progress)
+
+
+@dataclass
+class VideoModelConfig(SceneClipsConfig, LoopConfig):
+    """Everything ``genlab train video`` needs."""
+
+    steps: int = option(3000, "total optimiser steps")
+    batch_size: int = option(16, "global batch size (split across processes)")
+    lr: float = option(1e-3, "peak learning rate (Adam)")
+    frames: int = option(8, "frames per clip")
+    resolution: int = option(32, "frame size in pixels")
+    size: str = option("tiny", "backbone size preset", choices=tuple(VIDEO_SIZES))
+    attention: str = option("full", "space-time attention: full, or factorised (space, then time)",
+                            choices=ATTENTION_MODES)
+    first_frame: bool = option(True, "condition on the clip's first frame (image-to-video)")
+    run_dir: str = option("runs/train/video", "run folder: config, checkpoints, log, figures, model")
+    resume: bool = option(False, "continue the run in --run-dir from its latest checkpoint")
+
+    def validate(self) -> None:
+        super().validate()
+        patch = VIDEO_SIZES[self.size]["patch_size"]
+        if self.resolution % patch:
+            raise GenlabError(f"--resolution must be a multiple of the patch size {patch}, got {self.resolution}")
+
+
+def build_video_denoiser(config: VideoModelConfig) -> EDMDenoiser:
+    """A freshly initialised (seeded) EDM video denoiser for ``config``."""
+    torch.manual_seed(config.seed)
+    net = VideoDiT(in_channels=3, frames=config.frames, resolution=config.resolution, attention=config.attention,
+                   condition_channels=3 if config.first_frame else 0, **VIDEO_SIZES[config.size])
+    return EDMDenoiser(net, EDMSchedule())
+
+
+def first_frame_kwargs(net: VideoDiT, first_frames: Tensor) -> dict[str, Tensor]:
+    """The conditioning keywords of a video net for clips starting with ``first_frames [B, C, H, W]``."""
+    if net.config.condition_channels == 0:
+        return {}
+    return {"condition": first_frame_condition(first_frames, net.config.frames)}
+
+
+def video_loss(denoiser: EDMDenoiser, batch: tuple) -> Tensor:
+    """EDM loss on a batch of clips ``(videos [B, T, 3, H, W], ...)``, conditioned as the net expects."""
+    videos = batch[0]
+    return edm_loss(denoiser, videos, **first_frame_kwargs(denoiser.net, videos[:, 0])).mean()
+
+
+def train_video_model(config: VideoModelConfig) -> TrainResult:
+    """Train (or resume) a video model; export EMA weights to ``<run_dir>/model``."""
+    config.validate()
+    dataset = scene_clips(config.clips, config.frames, config.resolution, config.data_seed, config.progress)
+    denoiser = build_video_denoiser(config)
+    trainer = Trainer(denoiser, video_loss, dataset, config.run_dir, config, {**asdict(config), "method": "video"})
+    result = trainer.fit(resume=config.resume)
+    if trainer.accelerator.is_main_process:
+        save_video_model(result.ema_model, Path(config.run_dir) / "model")
+    return result
+
+
+def save_video_model(denoiser: EDMDenoiser, folder: Path) -> None:
+    """Write ``denoiser`` as ``save_pretrained`` weights plus ``genlab.json`` (σ settings)."""
+    denoiser.net.save_pretrained(folder)
+    info = {"method": "video", "architecture": type(denoiser.net).__name__, **asdict(denoiser.schedule)}
+    (Path(folder) / MODEL_INFO_FILE).write_text(json.dumps(info, indent=2))
+
+
+def load_video_model(path: Path | str) -> EDMDenoiser:
+    """Load a model saved by :func:`save_video_model` from a run folder or its ``model/`` folder (eval mode)."""
+    folder = Path(path)
+    if (folder / "model" / MODEL_INFO_FILE).is_file():
+        folder = folder / "model"
+    info = read_json(folder / MODEL_INFO_FILE, f"{path} holds no genlab video model (no {MODEL_INFO_FILE}); "
+                     "train one with `genlab train video`")
+    if info.get("method") != "video":
+        raise GenlabError(f"{path} holds a {info.get('method', 'image')} model, not a video model")
+    try:
+        net = VideoDiT.from_pretrained(folder)
+    except (OSError, ValueError, RuntimeError) as error:
+        raise GenlabError(f"cannot load the video model in {folder}: {str(error).splitlines()[0]}") from error
+    schedule = EDMSchedule(**{k: info[k] for k in asdict(EDMSchedule()) if k in info})
+    return EDMDenoiser(net, schedule).eval()
+
+
+@torch.no_grad()
+def generate_videos(denoiser, shape: tuple[int, ...], steps: int = 18, sampler: str = "heun", seed: int = 0,
+                    batch_size: int = 32, progress: bool = False, schedule: EDMSchedule = EDMSchedule(),
+                    **per_clip: Tensor) -> Tensor:
+    """Sample clips of ``shape = (N, T, C, H, W)`` in ``[-1, 1]``.
+
+    ``per_clip`` conditions (``[N, ...]`` tensors, e.g. ``condition`` or ``plucker``) are batched with
+    the clips; the initial noise comes from one generator seeded by ``seed``, so the result does not
+    depend on ``batch_size``.
+    """
+    if sampler not in SAMPLERS:
+        raise GenlabError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn(shape, generator=generator)
+    sigmas = karras_sigmas(steps, schedule.sigma_min, schedule.sigma_max, schedule.rho)
+    chunks = []
+    for start in range(0, shape[0], batch_size):
+        cond = {key: value[start : start + batch_size] for key, value in per_clip.items()}
+        chunks.append(sample(denoiser, noise[start : start + batch_size], sigmas, sampler, generator=generator,
+                             progress=progress, **cond))
+    return torch.cat(chunks).clamp(-1, 1)
