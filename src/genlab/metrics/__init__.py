@@ -6,10 +6,18 @@
 - :func:`load_feature_net`: the committed feature net of a data set.
 - :func:`psnr`, :func:`ssim`: per-image fidelity to a reference.
 - :func:`mutual_information`, :func:`entropy`: between discrete variables (codes vs factors), in bits.
+- :func:`camera_errors`, :func:`rotation_geodesic_degrees`: how far a video's cameras are from the requested ones.
+- :class:`PoseEstimator`, :func:`train_pose_estimator`: reads relative camera poses off a video's frames.
 """
 
 from __future__ import annotations
 
+from genlab.metrics.camera_error import (
+    PoseEstimator,
+    camera_errors,
+    rotation_geodesic_degrees,
+    train_pose_estimator,
+)
 from genlab.metrics.distances import frechet_distance, precision_recall, wasserstein2
 from genlab.metrics.evaluate import class_accuracy, evaluate_samples, reference_features
 from genlab.metrics.feature_net import FeatureNet, FeatureNetConfig, load_feature_net
@@ -18,6 +26,10 @@ from genlab.metrics.information import entropy, mutual_information
 
 __all__ = [
     "wasserstein2",
+    "PoseEstimator",
+    "camera_errors",
+    "rotation_geodesic_degrees",
+    "train_pose_estimator",
     "FeatureNet",
     "FeatureNetConfig",
     "class_accuracy",
