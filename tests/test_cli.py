@@ -18,6 +18,8 @@ def test_help_lists_every_command(run_cli):
     assert code == 0 and "w/a/s/d" in out and "--actions" in out
     code, out, _ = run_cli("reproduce", "worldmodel", "--help")
     assert code == 0 and "--quick" in out and "PSNR/SSIM" in out
+    code, out, _ = run_cli("reproduce", "camera", "--help")
+    assert code == 0 and "--quick" in out and "Plücker" in out
     code, out, _ = run_cli("train", "image", "--help")
     assert code == 0 and "--label-dropout" in out and "--resume" in out and "global batch size" in out
 

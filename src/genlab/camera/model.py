@@ -1,0 +1,174 @@
+"""Video denoisers with a camera input, all called as ``denoiser(x, sigma, plucker=..., **first_frame_kwargs)``.
+
+* :class:`ControlNetCameraDenoiser`: VD3D, a frozen base denoiser steered by a
+  :class:`~genlab.camera.controlnet.CameraControlNet` (optionally only inside a window of
+  diffusion times).
+* :class:`ConcatCameraDenoiser`: the naive baseline, the Plücker frames concatenated to the input
+  of a video DiT whose weights are all fine-tuned (initialised from the base, new input weights 0).
+* :class:`CameraBlindDenoiser`: the base model, which ignores the camera (the reference row).
+
+``x [B, T, C, H, W]``, ``sigma [B]``, ``plucker [B, T, 6, H, W]`` from
+:func:`~genlab.camera.plucker.plucker_embedding` at the model's input resolution.
+:func:`save_camera_model` / :func:`load_camera_model` write and read them as folders.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from genlab.camera.controlnet import PLUCKER_CHANNELS, CameraControlNet, camera_control, taps_for
+from genlab.core.checkpoint import read_json
+from genlab.core.denoiser import EDMDenoiser
+from genlab.core.nets import VideoDiT
+from genlab.core.nets.video_dit import first_frame_condition
+from genlab.core.video_model import MODEL_INFO_FILE, first_frame_kwargs, load_video_model, save_video_model
+from genlab.errors import GenlabError
+
+VARIANTS = ("controlnet", "concat", "none")
+
+
+class CameraBlindDenoiser(nn.Module):
+    """The base video denoiser, called like the camera models but ignoring ``plucker``."""
+
+    variant = "none"
+
+    def __init__(self, base: nn.Module) -> None:
+        super().__init__()
+        self.base = base
+        self.schedule = getattr(base, "schedule", None)
+        self.sigma_min, self.sigma_max = base.sigma_min, base.sigma_max
+
+    def time_fraction(self, sigma: Tensor) -> Tensor:
+        return self.base.time_fraction(sigma)
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The base network (a genlab ``VideoDiT``, or a diffusers model for a diffusers denoiser)."""
+        return self.base.net if isinstance(self.base, EDMDenoiser) else self.base.model
+
+    def first_frame_kwargs(self, first_frames: Tensor) -> dict[str, Tensor]:
+        """Conditioning keywords for clips starting with ``first_frames [B, C, H, W]`` (genlab nets)."""
+        return first_frame_kwargs(self.backbone, first_frames)
+
+    def forward(self, x: Tensor, sigma: Tensor, plucker: Tensor | None = None, **cond) -> Tensor:
+        return self.base(x, sigma, **cond)
+
+
+class ControlNetCameraDenoiser(CameraBlindDenoiser):
+    """VD3D: ``base`` (frozen: ``requires_grad`` off) plus a trainable camera branch.
+
+    Args:
+        base: a denoiser over a supported backbone: an :class:`EDMDenoiser` of a genlab ``VideoDiT``,
+            or a :class:`~genlab.core.denoiser.DiffusersDenoiser` of a CogVideoX transformer.
+        controlnet: the camera branch, sized for the backbone (:meth:`CameraControlNet.for_backbone`).
+        window: ``(start, end)`` diffusion times in ``[0, 1]`` (0 = clean, 1 = pure noise, as
+            ``base.time_fraction``) where the branch runs; elsewhere the base runs alone.
+    """
+
+    variant = "controlnet"
+
+    def __init__(self, base: nn.Module, controlnet: CameraControlNet, window: tuple[float, float] = (0.0, 1.0)) -> None:
+        super().__init__(base)
+        start, end = window
+        if not 0 <= start < end <= 1:
+            raise GenlabError(f"the ControlNet window must satisfy 0 <= start < end <= 1, got {window}")
+        self.controlnet, self.window = controlnet, (float(start), float(end))
+        self.taps = taps_for(self.backbone)
+        base.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> ControlNetCameraDenoiser:
+        """Only the branch follows train/eval; the frozen base stays in eval mode."""
+        super().train(mode)
+        self.base.eval()
+        return self
+
+    def active(self, sigma: Tensor) -> Tensor:
+        """``[B]`` bool: whether the branch runs at each sample's noise level."""
+        fraction = self.base.time_fraction(sigma)
+        return (fraction >= self.window[0]) & (fraction <= self.window[1])
+
+    def forward(self, x: Tensor, sigma: Tensor, plucker: Tensor | None = None, **cond) -> Tensor:
+        if plucker is None:
+            raise GenlabError("this camera model needs plucker [B, T, 6, H, W] (the requested cameras)")
+        with camera_control(self.taps, self.controlnet, plucker, self.active(sigma).to(x.device)):
+            return self.base(x, sigma, **cond)
+
+
+class ConcatCameraDenoiser(EDMDenoiser):
+    """The naive baseline: an EDM video DiT whose last 6 condition channels are the Plücker frames."""
+
+    variant = "concat"
+
+    @classmethod
+    def from_base(cls, base: EDMDenoiser) -> ConcatCameraDenoiser:
+        """Copy ``base`` and widen its input by 6 zero-weighted channels (so it starts as the base)."""
+        config = dict(base.net.config)
+        config["condition_channels"] += PLUCKER_CHANNELS
+        net = VideoDiT(**config)
+        state = copy.deepcopy(base.net.state_dict())
+        weight = state["patch_embed.weight"]  # [hidden, C_in, pt, p, p]
+        extra = weight.new_zeros(weight.shape[0], PLUCKER_CHANNELS, *weight.shape[2:])
+        state["patch_embed.weight"] = torch.cat([weight, extra], dim=1)
+        net.load_state_dict(state)
+        return cls(net, base.schedule)
+
+    @property
+    def backbone(self) -> VideoDiT:
+        return self.net
+
+    def first_frame_kwargs(self, first_frames: Tensor) -> dict[str, Tensor]:
+        """``condition`` holds the first frame when the base was image-to-video; the Plücker channels follow."""
+        if self.net.config.condition_channels == PLUCKER_CHANNELS:
+            return {}
+        return {"condition": first_frame_condition(first_frames, self.net.config.frames)}
+
+    def forward(self, x: Tensor, sigma: Tensor, plucker: Tensor | None = None, condition: Tensor | None = None,
+                **cond) -> Tensor:
+        if plucker is None:
+            raise GenlabError("this camera model needs plucker [B, T, 6, H, W] (the requested cameras)")
+        condition = plucker if condition is None else torch.cat([condition, plucker.to(condition)], dim=2)
+        return super().forward(x, sigma, condition=condition, **cond)
+
+
+def save_camera_model(denoiser: nn.Module, folder: Path | str) -> None:
+    """Write a camera denoiser (any of the three variants over a genlab VideoDiT) to ``folder``."""
+    folder = Path(folder)
+    info = {"method": "camera", "variant": denoiser.variant}
+    if isinstance(denoiser, ConcatCameraDenoiser):
+        save_video_model(denoiser, folder / "net")
+    else:
+        save_video_model(denoiser.base, folder / "base")
+    if isinstance(denoiser, ControlNetCameraDenoiser):
+        denoiser.controlnet.save_pretrained(folder / "controlnet")
+        info["window"] = list(denoiser.window)
+    (folder / MODEL_INFO_FILE).write_text(json.dumps(info, indent=2))
+
+
+def load_camera_model(path: Path | str) -> nn.Module:
+    """Load a model written by :func:`save_camera_model` (a run folder or its ``model/``), in eval mode."""
+    folder = Path(path)
+    if (folder / "model" / MODEL_INFO_FILE).is_file():
+        folder = folder / "model"
+    info = read_json(folder / MODEL_INFO_FILE, f"{path} holds no genlab camera model (no {MODEL_INFO_FILE}); "
+                     "train one with `genlab train camera`")
+    if info.get("method") != "camera" or info.get("variant") not in VARIANTS:
+        hint = f"; add cameras with `genlab train camera --base {path}`" if info.get("method") == "video" else ""
+        raise GenlabError(f"{path} holds a {info.get('method')} model, not a camera model{hint}")
+    if info["variant"] == "concat":
+        net_denoiser = load_video_model(folder / "net")
+        return ConcatCameraDenoiser(net_denoiser.net, net_denoiser.schedule).eval()
+    base = load_video_model(folder / "base")
+    if info["variant"] == "none":
+        return CameraBlindDenoiser(base).eval()
+    controlnet = CameraControlNet.from_pretrained(folder / "controlnet")
+    return ControlNetCameraDenoiser(base, controlnet, tuple(info["window"])).eval()
+
+
+def trainable_parameters(denoiser: nn.Module) -> int:
+    """Number of parameters that training updates (``requires_grad``)."""
+    return sum(p.numel() for p in denoiser.parameters() if p.requires_grad)
