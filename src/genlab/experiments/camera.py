@@ -25,10 +25,15 @@ from pathlib import Path
 
 import torch
 
-from genlab.camera.model import load_camera_model, trainable_parameters
+from genlab.camera.model import (
+    CameraBlindDenoiser,
+    load_camera_model,
+    save_camera_model,
+    trainable_parameters,
+)
 from genlab.camera.training import CameraModelConfig, clip_plucker, train_camera_model
 from genlab.core.images import save_video, video_grid
-from genlab.core.video_model import VideoModelConfig, generate_videos, train_video_model
+from genlab.core.video_model import VideoModelConfig, generate_videos, load_video_model, train_video_model
 from genlab.data import CameraVideoDataset, default_intrinsics, random_scenes, render
 from genlab.data.trajectories import TRAJECTORIES, make_trajectory
 from genlab.experiments.parallel import map_in_processes
@@ -192,9 +197,6 @@ def evaluate(out: Path, preset: CameraPreset) -> dict:
 
 def _blind_model_folder(out: Path) -> Path:
     """The base model wrapped as a camera model that ignores the camera (written once)."""
-    from genlab.camera.model import CameraBlindDenoiser, save_camera_model
-    from genlab.core.video_model import load_video_model
-
     folder = out / "base_camera_blind"
     if not (folder / "genlab.json").exists():
         save_camera_model(CameraBlindDenoiser(load_video_model(out / "base")), folder)
