@@ -173,5 +173,5 @@ def test_branch_tokens_follow_cogvideox_token_order(tmp_path):
 
 
 def test_unsupported_backbone_is_a_clear_error():
-    with pytest.raises(GenlabError, match="supports genlab's VideoDiT"):
+    with pytest.raises(GenlabError, match="support genlab's VideoDiT"):
         CameraControlNet.for_backbone(torch.nn.Linear(2, 2))

@@ -8,97 +8,24 @@ the base's time embedding, and maps the output of branch block ``i`` through the
 linear ``outputs[i]`` to a residual added to the output of base block ``i`` (as AC3D does on
 CogVideoX). A fresh branch therefore leaves the base model's output unchanged.
 
-The branch reaches the base through forward hooks, so the base model's code is untouched. A
-:class:`BackboneTaps` says where a backbone keeps its blocks and how to read the tokens and time
-embedding from a block call: :class:`VideoDiTTaps` for genlab's :class:`~genlab.core.nets.VideoDiT`,
-:class:`CogVideoXTaps` for diffusers' ``CogVideoXTransformer3DModel``.
+The branch reaches the base through the forward hooks of :mod:`genlab.core.nets.control`
+(``taps_for`` knows genlab's ``VideoDiT`` and diffusers' ``CogVideoXTransformer3DModel``), so the
+base model's code is untouched.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import Tensor, nn
 
+from genlab.core.nets.control import BackboneTaps, residual_control, taps_for
 from genlab.core.nets.dit import DiTBlock
 from genlab.core.nets.video_dit import video_position_embedding
 from genlab.errors import GenlabError
 
 PLUCKER_CHANNELS = 6
-
-
-class BackboneTaps:
-    """Where a camera branch attaches to a video transformer.
-
-    ``blocks`` are the base blocks, in order; ``hidden_size`` their token width; ``emb_dim`` the
-    width of the conditioning vector the branch's blocks take; ``patch_size`` /
-    ``temporal_patch_size`` the base's patchification of its input grid.
-    """
-
-    def __init__(self, blocks: nn.ModuleList, hidden_size: int, emb_dim: int, patch_size: int,
-                 temporal_patch_size: int) -> None:
-        self.blocks, self.hidden_size, self.emb_dim = blocks, hidden_size, emb_dim
-        self.patch_size, self.temporal_patch_size = patch_size, temporal_patch_size
-
-    def tokens_and_embedding(self, args: tuple, kwargs: dict) -> tuple[Tensor, Tensor]:
-        """``(tokens [B, N, hidden_size], emb [B, emb_dim])`` from the arguments of a call of ``blocks[0]``."""
-        raise NotImplementedError
-
-    def add_to_output(self, output, residual: Tensor):
-        """A block's output with ``residual [B, N, hidden_size]`` added to its video tokens."""
-        raise NotImplementedError
-
-
-class VideoDiTTaps(BackboneTaps):
-    """Taps of genlab's :class:`~genlab.core.nets.VideoDiT`: blocks are called as ``block(tokens, emb)``."""
-
-    def __init__(self, net: nn.Module) -> None:
-        cfg = net.config
-        super().__init__(net.blocks, cfg.hidden_size, net.emb_dim, cfg.patch_size, cfg.temporal_patch_size)
-
-    def tokens_and_embedding(self, args: tuple, kwargs: dict) -> tuple[Tensor, Tensor]:
-        return args[0], args[1]
-
-    def add_to_output(self, output: Tensor, residual: Tensor) -> Tensor:
-        return output + residual
-
-
-class CogVideoXTaps(BackboneTaps):
-    """Taps of diffusers' ``CogVideoXTransformer3DModel``.
-
-    Its blocks take ``(hidden_states, encoder_hidden_states, temb, ...)`` (by keyword, or by position
-    under gradient checkpointing), return ``(hidden_states, encoder_hidden_states)``, and apply
-    SiLU to ``temb`` inside their norms; ``hidden_states`` are the video tokens alone, frame-major.
-    """
-
-    def __init__(self, transformer: nn.Module) -> None:
-        cfg = transformer.config
-        super().__init__(transformer.transformer_blocks, cfg.num_attention_heads * cfg.attention_head_dim,
-                         cfg.time_embed_dim, cfg.patch_size, cfg.patch_size_t or 1)
-
-    def tokens_and_embedding(self, args: tuple, kwargs: dict) -> tuple[Tensor, Tensor]:
-        tokens = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
-        temb = kwargs["temb"] if "temb" in kwargs else args[2]
-        return tokens, torch.nn.functional.silu(temb)
-
-    def add_to_output(self, output: tuple[Tensor, Tensor], residual: Tensor) -> tuple[Tensor, Tensor]:
-        hidden_states, encoder_hidden_states = output
-        return hidden_states + residual.to(hidden_states.dtype), encoder_hidden_states
-
-
-def taps_for(model: nn.Module) -> BackboneTaps:
-    """The taps of a supported backbone (genlab ``VideoDiT`` or diffusers ``CogVideoXTransformer3DModel``)."""
-    name = type(model).__name__
-    if name == "VideoDiT":
-        return VideoDiTTaps(model)
-    if name == "CogVideoXTransformer3DModel":
-        return CogVideoXTaps(model)
-    raise GenlabError(f"camera control supports genlab's VideoDiT and diffusers' CogVideoXTransformer3DModel, "
-                      f"not {name}")
 
 
 class CameraControlNet(ModelMixin, ConfigMixin):
@@ -163,30 +90,15 @@ class CameraControlNet(ModelMixin, ConfigMixin):
         return residuals
 
 
-@contextmanager
 def camera_control(taps: BackboneTaps, controlnet: CameraControlNet, plucker: Tensor,
-                   active: Tensor | None = None, scale: float = 1.0) -> Iterator[None]:
-    """Within the block, calls of the base model are steered by ``controlnet`` with ``plucker [B, T, 6, H, W]``.
+                   active: Tensor | None = None, scale: float = 1.0):
+    """A context in which calls of the base model are steered by ``controlnet`` with ``plucker [B, T, 6, H, W]``.
 
     ``active [B]`` (bool) switches the branch off per sample (its residuals are multiplied by 0);
     ``scale`` multiplies the residuals. The hooks are removed on exit, even after an error.
     """
-    residuals: list[Tensor] = []
-
-    def run_branch(module, args, kwargs):
-        tokens, emb = taps.tokens_and_embedding(args, kwargs)
-        weight = torch.full((tokens.shape[0], 1, 1), scale, device=tokens.device, dtype=tokens.dtype)
-        if active is not None:
-            weight = weight * active.to(weight).reshape(-1, 1, 1)
-        residuals[:] = [weight * r.to(tokens.dtype) for r in controlnet(tokens, plucker, emb)]
-
-    def add_residual(index: int):
-        return lambda module, args, output: taps.add_to_output(output, residuals[index])
-
-    handles = [taps.blocks[0].register_forward_pre_hook(run_branch, with_kwargs=True)]
-    handles += [taps.blocks[i].register_forward_hook(add_residual(i)) for i in range(len(controlnet.blocks))]
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
+    weight = None if active is None else active.float() * scale
+    if weight is None and scale != 1.0:
+        weight = torch.full((plucker.shape[0],), scale)
+    return residual_control(taps, lambda tokens, emb: controlnet(tokens, plucker, emb), len(controlnet.blocks),
+                            weight)

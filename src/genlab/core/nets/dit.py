@@ -43,8 +43,15 @@ def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
     return x * (1 + scale) + shift
 
 
+def per_token(modulation: Tensor) -> Tensor:
+    """A modulation from a per-clip ``emb`` ``[B, K]`` as ``[B, 1, K]``; a per-token one ``[B, N, K]`` as is."""
+    return modulation[:, None] if modulation.ndim == 2 else modulation
+
+
 class DiTBlock(nn.Module):
     """Transformer block with adaLN-Zero: ``x [B, N, C]``, ``emb [B, D]`` (after SiLU) -> ``[B, N, C]``.
+
+    ``emb`` may also be per token, ``[B, N, D]`` (e.g. a control branch that conditions key frames).
 
     The modulation linear is zero-initialised, so a fresh block is the identity. With
     ``context_attention`` (a :class:`ContextAttention`), the block cross-attends to context tokens
@@ -69,7 +76,7 @@ class DiTBlock(nn.Module):
         nn.init.zeros_(self.modulation.bias)
 
     def forward(self, x: Tensor, emb: Tensor, context: Tensor | None = None) -> Tensor:
-        shift_1, scale_1, gate_1, shift_2, scale_2, gate_2 = self.modulation(emb)[:, None].chunk(6, dim=-1)
+        shift_1, scale_1, gate_1, shift_2, scale_2, gate_2 = per_token(self.modulation(emb)).chunk(6, dim=-1)
         x = x + gate_1 * self.attn(modulate(self.norm_1(x), shift_1, scale_1))
         if self.context_attention is not None:
             x = self.context_attention(x, context)

@@ -22,7 +22,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from genlab.core.nets.attention import SelfAttention
-from genlab.core.nets.dit import DiTBlock, FinalLayer, modulate, sincos_position_embedding
+from genlab.core.nets.dit import DiTBlock, FinalLayer, modulate, per_token, sincos_position_embedding
 from genlab.core.nets.embeddings import ClassEmbedding, TimeEmbedding, check_config, check_inputs
 from genlab.errors import GenlabError
 
@@ -52,7 +52,7 @@ def first_frame_condition(first_frame: Tensor, frames: int) -> Tensor:
 class FactorisedDiTBlock(DiTBlock):
     """adaLN-Zero block with factorised attention: ``x [B, N, C]`` with ``N = frames * tokens_per_frame``.
 
-    Spatial attention runs within each frame, then a temporal attention (its own zero-initialised
+    ``emb`` is ``[B, D]`` or per token ``[B, N, D]``. Spatial attention runs within each frame, then a temporal attention (its own zero-initialised
     adaLN shift/scale/gate) across frames at each spatial position, then the MLP. Fresh blocks are
     the identity.
     """
@@ -68,8 +68,8 @@ class FactorisedDiTBlock(DiTBlock):
 
     def forward(self, x: Tensor, emb: Tensor, context: Tensor | None = None) -> Tensor:
         batch, frames = x.shape[0], self.frames
-        shift_1, scale_1, gate_1, shift_2, scale_2, gate_2 = self.modulation(emb)[:, None].chunk(6, dim=-1)
-        shift_t, scale_t, gate_t = self.temporal_modulation(emb)[:, None].chunk(3, dim=-1)
+        shift_1, scale_1, gate_1, shift_2, scale_2, gate_2 = per_token(self.modulation(emb)).chunk(6, dim=-1)
+        shift_t, scale_t, gate_t = per_token(self.temporal_modulation(emb)).chunk(3, dim=-1)
 
         per_frame = rearrange(modulate(self.norm_1(x), shift_1, scale_1), "b (t s) c -> (b t) s c", t=frames)
         x = x + gate_1 * rearrange(self.attn(per_frame), "(b t) s c -> b (t s) c", b=batch)
