@@ -22,11 +22,16 @@ import torch
 from torch import Tensor, nn
 
 from genlab.camera.controlnet import PLUCKER_CHANNELS, CameraControlNet, camera_control, taps_for
-from genlab.core.checkpoint import read_json
 from genlab.core.denoiser import EDMDenoiser
 from genlab.core.nets import VideoDiT
 from genlab.core.nets.video_dit import first_frame_condition
-from genlab.core.video_model import MODEL_INFO_FILE, first_frame_kwargs, load_video_model, save_video_model
+from genlab.core.video_model import (
+    MODEL_INFO_FILE,
+    first_frame_kwargs,
+    load_video_model,
+    read_model_info,
+    save_video_model,
+)
 from genlab.errors import GenlabError
 
 VARIANTS = ("controlnet", "concat", "none")
@@ -151,14 +156,9 @@ def save_camera_model(denoiser: nn.Module, folder: Path | str) -> None:
 
 def load_camera_model(path: Path | str) -> nn.Module:
     """Load a model written by :func:`save_camera_model` (a run folder or its ``model/``), in eval mode."""
-    folder = Path(path)
-    if (folder / "model" / MODEL_INFO_FILE).is_file():
-        folder = folder / "model"
-    info = read_json(folder / MODEL_INFO_FILE, f"{path} holds no genlab camera model (no {MODEL_INFO_FILE}); "
-                     "train one with `genlab train camera`")
-    if info.get("method") != "camera" or info.get("variant") not in VARIANTS:
-        hint = f"; add cameras with `genlab train camera --base {path}`" if info.get("method") == "video" else ""
-        raise GenlabError(f"{path} holds a {info.get('method')} model, not a camera model{hint}")
+    folder, info = read_model_info(path, "camera", "add cameras with `genlab train camera --base VIDEO_MODEL`")
+    if info.get("variant") not in VARIANTS:
+        raise GenlabError(f"{path}: unknown camera model variant {info.get('variant')!r}")
     if info["variant"] == "concat":
         net_denoiser = load_video_model(folder / "net")
         return ConcatCameraDenoiser(net_denoiser.net, net_denoiser.schedule).eval()

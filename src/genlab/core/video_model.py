@@ -1,7 +1,7 @@
 """EDM video models on the procedural 3-D scene clips, end to end.
 
 ``train_video_model(config)`` trains a :class:`~genlab.core.nets.VideoDiT` with the shared loop on
-:class:`~genlab.data.CameraVideoDataset` clips (optionally conditioned on the clip's first frame)
+:class:`~genlab.data.CameraVideoDataset` clips and/or moving sprites (optionally conditioned on the clip's first frame)
 and exports the EMA weights to ``<run_dir>/model``; ``load_video_model(path)`` reads them back as
 an :class:`~genlab.core.denoiser.EDMDenoiser`; ``generate_videos`` samples clips with genlab's EDM
 samplers. This model carries no camera input: ``genlab train camera`` adds one.
@@ -39,6 +39,9 @@ class SceneClipsConfig:
     data_seed: int = option(0, "seed of the scenes and camera paths")
 
 
+VIDEO_DATA = ("scenes", "sprites", "mixed")
+
+
 def scene_clips(clips: int, frames: int, resolution: int, seed: int, progress: bool = True):
     """Training clips: :class:`~genlab.data.CameraVideoDataset` items ``(video, camera_to_world, K, trajectory)``."""
     from genlab.data import CameraVideoDataset
@@ -47,6 +50,22 @@ def scene_clips(clips: int, frames: int, resolution: int, seed: int, progress: b
         raise GenlabError(f"need --clips >= 1, --frames >= 2 and --resolution >= 8; got {clips}, {frames} "
                           f"and {resolution}")
     return CameraVideoDataset(clips, frames, resolution, seed, progress=progress)
+
+
+def video_clips(data: str, clips: int, frames: int, resolution: int, seed: int, progress: bool = True):
+    """Training clips whose items start with the video ``[T, 3, R, R]``: 3-D ``scenes``, moving
+    ``sprites``, or ``mixed`` (half of each)."""
+    from genlab.data.sprites import VideoClips, moving_sprites
+
+    if data not in VIDEO_DATA:
+        raise GenlabError(f"--data must be one of {', '.join(VIDEO_DATA)}, got {data!r}")
+    if data == "scenes":
+        return scene_clips(clips, frames, resolution, seed, progress)
+    sprite_count = clips if data == "sprites" else clips - clips // 2
+    videos = moving_sprites(sprite_count, frames, resolution, seed)
+    if data == "mixed" and clips // 2:
+        videos = torch.cat([scene_clips(clips // 2, frames, resolution, seed, progress).videos, videos])
+    return VideoClips(videos)
 
 
 @dataclass
@@ -62,6 +81,8 @@ class VideoModelConfig(SceneClipsConfig, LoopConfig):
     attention: str = option("full", "space-time attention: full, or factorised (space, then time)",
                             choices=ATTENTION_MODES)
     first_frame: bool = option(True, "condition on the clip's first frame (image-to-video)")
+    data: str = option("scenes", "training clips: 3-D scenes under camera paths, moving sprites, or mixed (half "
+                       "each)", choices=VIDEO_DATA)
     run_dir: str = option("runs/train/video", "run folder: config, checkpoints, log, figures, model")
     resume: bool = option(False, "continue the run in --run-dir from its latest checkpoint")
 
@@ -96,7 +117,8 @@ def video_loss(denoiser: EDMDenoiser, batch: tuple) -> Tensor:
 def train_video_model(config: VideoModelConfig) -> TrainResult:
     """Train (or resume) a video model; export EMA weights to ``<run_dir>/model``."""
     config.validate()
-    dataset = scene_clips(config.clips, config.frames, config.resolution, config.data_seed, config.progress)
+    dataset = video_clips(config.data, config.clips, config.frames, config.resolution, config.data_seed,
+                          config.progress)
     denoiser = build_video_denoiser(config)
     trainer = Trainer(denoiser, video_loss, dataset, config.run_dir, config, {**asdict(config), "method": "video"})
     result = trainer.fit(resume=config.resume)
@@ -112,15 +134,25 @@ def save_video_model(denoiser: EDMDenoiser, folder: Path) -> None:
     (Path(folder) / MODEL_INFO_FILE).write_text(json.dumps(info, indent=2))
 
 
-def load_video_model(path: Path | str) -> EDMDenoiser:
-    """Load a model saved by :func:`save_video_model` from a run folder or its ``model/`` folder (eval mode)."""
+def read_model_info(path: Path | str, method: str, train_hint: str) -> tuple[Path, dict]:
+    """``(folder, info)`` of a genlab model saved with a ``genlab.json`` naming ``method``.
+
+    ``path`` is the model folder or a run folder holding it in ``model/``; ``train_hint`` says how
+    to make one (shown when there is none, or when the folder holds another method's model).
+    """
     folder = Path(path)
     if (folder / "model" / MODEL_INFO_FILE).is_file():
         folder = folder / "model"
-    info = read_json(folder / MODEL_INFO_FILE, f"{path} holds no genlab video model (no {MODEL_INFO_FILE}); "
-                     "train one with `genlab train video`")
-    if info.get("method") != "video":
-        raise GenlabError(f"{path} holds a {info.get('method', 'image')} model, not a video model")
+    info = read_json(folder / MODEL_INFO_FILE, f"{path} holds no genlab {method} model (no {MODEL_INFO_FILE}); "
+                     f"{train_hint}")
+    if info.get("method", "image") != method:
+        raise GenlabError(f"{path} holds a {info.get('method', 'image')} model, not a {method} model; {train_hint}")
+    return folder, info
+
+
+def load_video_model(path: Path | str) -> EDMDenoiser:
+    """Load a model saved by :func:`save_video_model` from a run folder or its ``model/`` folder (eval mode)."""
+    folder, info = read_model_info(path, "video", "train one with `genlab train video`")
     try:
         net = VideoDiT.from_pretrained(folder)
     except (OSError, ValueError, RuntimeError) as error:
