@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from genlab.errors import GenlabError
+
 
 def image_grid(images: Tensor, columns: int | None = None, scale: int = 1, padding: int = 1) -> np.ndarray:
     """Tile ``images [N, C, H, W]`` in ``[-1, 1]`` (C = 1 or 3) into a uint8 ``[rows·H', cols·W', 3]`` array.
@@ -55,6 +57,29 @@ def save_video(frames: np.ndarray, path: Path | str, fps: float = 5, scale: int 
     return path
 
 
-def video_grid(videos: Tensor, columns: int | None = None, scale: int = 1) -> np.ndarray:
-    """Tile clips ``[N, T, C, H, W]`` in ``[-1, 1]`` side by side: uint8 frames ``[T, H', W', 3]`` for :func:`save_video`."""
-    return np.stack([image_grid(videos[:, t], columns, scale) for t in range(videos.shape[1])])
+def load_video(path: Path | str) -> tuple[Tensor, float | None]:
+    """Read a video file (MP4, GIF, ...): ``(frames [T, 3, H, W] float32 in [-1, 1], fps or None)``.
+
+    Grey frames become RGB and an alpha channel is dropped; an unreadable file or one without frames
+    raises :class:`GenlabError`.
+    """
+    try:
+        frames = np.asarray(iio.imread(path, index=None))
+        meta = iio.immeta(path)
+        fps = meta.get("fps") or (1000 / meta["duration"] if meta.get("duration") else None)
+    except (OSError, ValueError, RuntimeError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise GenlabError(f"cannot read a video from {path}: {reason}") from error
+    if frames.ndim == 3:  # one grey frame per entry, or a single RGB image
+        frames = frames[..., None] if frames.shape[-1] not in (3, 4) else frames[None]
+    if frames.ndim != 4 or frames.shape[0] == 0:
+        raise GenlabError(f"{path} holds no video frames (array of shape {list(frames.shape)})")
+    frames = np.broadcast_to(frames, (*frames.shape[:3], 3)) if frames.shape[-1] == 1 else frames[..., :3]
+    video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return video, float(fps) if fps else None
+
+
+def video_grid(videos: Tensor, columns: int | None = None, scale: int = 1, padding: int = 1) -> np.ndarray:
+    """Tile clips ``[N, T, C, H, W]`` in ``[-1, 1]`` side by side: uint8 frames ``[T, H', W', 3]`` for
+    :func:`save_video` (one clip with ``padding=0`` gives its frames exactly)."""
+    return np.stack([image_grid(videos[:, t], columns, scale, padding) for t in range(videos.shape[1])])

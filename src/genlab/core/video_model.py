@@ -145,8 +145,10 @@ def read_model_info(path: Path | str, method: str, train_hint: str) -> tuple[Pat
         folder = folder / "model"
     info = read_json(folder / MODEL_INFO_FILE, f"{path} holds no genlab {method} model (no {MODEL_INFO_FILE}); "
                      f"{train_hint}")
-    if info.get("method", "image") != method:
-        raise GenlabError(f"{path} holds a {info.get('method', 'image')} model, not a {method} model; {train_hint}")
+    found = info.get("method", "image")
+    if found != method:
+        article = "an" if method[0] in "aeiou" else "a"
+        raise GenlabError(f"{path} holds a {found} model, not {article} {method} model; {train_hint}")
     return folder, info
 
 

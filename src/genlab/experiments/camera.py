@@ -19,7 +19,6 @@ Steps (each cached in ``out``, so a stopped run resumes):
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,15 +36,14 @@ from genlab.core.video_model import VideoModelConfig, generate_videos, load_vide
 from genlab.data import CameraVideoDataset, default_intrinsics, random_scenes, render
 from genlab.data.trajectories import TRAJECTORIES, make_trajectory
 from genlab.experiments.parallel import map_in_processes
+from genlab.experiments.reporting import FrameFeatures, seconds_per_step, timed_record
 from genlab.metrics import (
     PoseEstimator,
     camera_errors,
     frechet_distance,
-    load_feature_net,
     psnr,
     train_pose_estimator,
 )
-from genlab.metrics.evaluate import to_feature_resolution
 
 PAPER = ("Bahmani et al. 2024 (VD3D): on a large video transformer (SnapVideo), a ControlNet-like branch on "
          "Plücker embeddings, base frozen, follows requested cameras far better than MotionCtrl- and "
@@ -85,25 +83,6 @@ PRESETS = {
 }
 
 
-def _timed_record(folder: Path, compute) -> dict:
-    """Run ``compute()`` unless ``folder/record.json`` exists; store and return its record plus seconds."""
-    record_file = folder / "record.json"
-    if record_file.exists():
-        return json.loads(record_file.read_text())
-    started = time.perf_counter()
-    record = compute()
-    record["seconds"] = time.perf_counter() - started
-    folder.mkdir(parents=True, exist_ok=True)
-    record_file.write_text(json.dumps(record, indent=2))
-    return record
-
-
-def seconds_per_step(run_dir: Path) -> float:
-    """Training time per step from a run's ``log.jsonl`` (data building and start-up excluded)."""
-    last = json.loads((run_dir / "log.jsonl").read_text().splitlines()[-1])
-    return last["seconds"] / last["step"]
-
-
 def train_base_job(out: Path, preset: CameraPreset) -> dict:
     """The base video model (first frame in, no camera)."""
     config = VideoModelConfig(clips=preset.clips, frames=preset.frames, resolution=preset.resolution,
@@ -114,7 +93,7 @@ def train_base_job(out: Path, preset: CameraPreset) -> dict:
         result = train_video_model(config)
         return {"steps": result.steps, "last_loss": result.last_loss, "seconds_per_step": seconds_per_step(out / "base")}
 
-    return _timed_record(out / "base", compute)
+    return timed_record(out / "base", compute)
 
 
 def train_camera_job(out: Path, preset: CameraPreset, variant: str) -> dict:
@@ -129,7 +108,7 @@ def train_camera_job(out: Path, preset: CameraPreset, variant: str) -> dict:
         return {"steps": result.steps, "last_loss": result.last_loss, "seconds_per_step": seconds_per_step(out / variant),
                 "trainable_parameters": trainable_parameters(load_camera_model(out / variant).train())}
 
-    return _timed_record(out / variant, compute)
+    return timed_record(out / variant, compute)
 
 
 def train_estimator_job(out: Path, preset: CameraPreset) -> dict:
@@ -140,7 +119,7 @@ def train_estimator_job(out: Path, preset: CameraPreset) -> dict:
         estimator.save_pretrained(out / "pose_estimator")
         return {"clips": preset.pose_clips, "steps": preset.pose_steps}
 
-    return _timed_record(out / "pose_estimator", compute)
+    return timed_record(out / "pose_estimator", compute)
 
 
 def _train_job(out: Path, preset: CameraPreset, job: str) -> dict:
@@ -167,13 +146,7 @@ def evaluate(out: Path, preset: CameraPreset) -> dict:
     """Camera errors, PSNR against the true clip and FD for every model and trajectory."""
     clips = requested_clips(preset)
     estimator = PoseEstimator.from_pretrained(out / "pose_estimator").eval()
-    feature_net = load_feature_net("shapes")
-
-    def frame_features(videos: torch.Tensor) -> torch.Tensor:
-        frames = videos.flatten(0, 1)
-        with torch.no_grad():
-            return feature_net.features(to_feature_resolution(frames, feature_net.config.resolution))
-
+    frame_features = FrameFeatures()
     true_videos = torch.cat([c["video"] for c in clips.values()])
     results = {"ground truth": _scores(estimator, clips, {n: c["video"] for n, c in clips.items()})}
     results["no camera motion"] = _scores(estimator, clips, {n: c["video"][:, :1].expand_as(c["video"])
