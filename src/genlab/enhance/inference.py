@@ -11,7 +11,9 @@ into ``[B, (n - 1) * time + 1, 3, h * space, w * space]``:
 Videos longer than the model's clip, or frames larger than its resolution, run in overlapping
 windows blended at every step (:mod:`genlab.enhance.windows`); shorter or smaller ones are padded
 (frames carrying no key frame, replicated borders) and cropped back. ``memory_budget`` (GiB) caps
-how many windows share one call, so peak memory does not grow with the video's length.
+how many windows share one call, so the model's activation memory does not grow with the video's
+length; what does grow is a few float tensors the size of the whole output (the sampler's state
+and the blend accumulators), about 30 bytes per output pixel and channel.
 """
 
 from __future__ import annotations
@@ -56,11 +58,12 @@ class EnhanceSettings:
 
 def estimated_window_bytes(net_config, clips: int) -> int:
     """Rough peak activation bytes of one no-grad model call on one window of ``clips`` clips (float32):
-    the widest block tensors (MLP hidden, attention in/out) plus the attention scores."""
+    the widest block tensors (MLP hidden, attention in/out, the branch's residuals) plus the attention
+    scores."""
     frames = net_config.frames // net_config.temporal_patch_size
     grid = net_config.resolution // net_config.patch_size
     tokens = frames * grid**2
-    width = net_config.hidden_size * (net_config.mlp_ratio + 8)
+    width = net_config.hidden_size * (net_config.mlp_ratio + 8 + 2)  # + 2: residuals of a depth-2 branch
     attended = tokens if net_config.attention == "full" else grid**2 + frames
     return 4 * clips * (tokens * width + net_config.num_heads * tokens * attended)
 
@@ -126,7 +129,7 @@ def enhance_video(model: nn.Module, low: Tensor, space: int, time: int, settings
     trilinear = trilinear_upsample(low.float(), time, size)
     hint, trilinear = _padded(hint, cfg.frames, cfg.resolution), _padded(trilinear, cfg.frames, cfg.resolution)
     key_frames = F.pad(key_frames, (0, hint.shape[1] - length))
-    space_tensor = torch.full((batch,), space)
+    space_tensor = torch.full((batch,), space, device=low.device)
     window = (cfg.frames, cfg.resolution, cfg.resolution)
     overlap = _overlaps(settings, cfg)
     per_call = windows_per_call(cfg, batch, settings.memory_budget)
@@ -135,13 +138,13 @@ def enhance_video(model: nn.Module, low: Tensor, space: int, time: int, settings
         enhanced = apply_in_windows(model, trilinear, window, overlap, per_call, key_frames=key_frames,
                                     space=space_tensor)
     else:
-        generator = torch.Generator().manual_seed(settings.seed)
-        hint = hint + settings.augment_sigma * torch.randn(hint.shape, generator=generator) * key_frames[
-            :, :, None, None, None]
-        noise = trilinear / settings.start_sigma + torch.randn(trilinear.shape, generator=generator)
+        generator = torch.Generator().manual_seed(settings.seed)  # CPU noise: the same on every device
+        augmentation = torch.randn(hint.shape, generator=generator).to(hint)
+        hint = hint + settings.augment_sigma * augmentation * key_frames[:, :, None, None, None]
+        noise = trilinear / settings.start_sigma + torch.randn(trilinear.shape, generator=generator).to(trilinear)
         sigmas = karras_sigmas(settings.steps, model.sigma_min, settings.start_sigma)
         windowed = WindowedDenoiser(model, window, overlap, per_call)
         enhanced = sample(windowed, noise, sigmas, "heun", generator=generator, progress=progress, hint=hint,
                           key_frames=key_frames, space=space_tensor,
-                          augment_sigma=torch.full((batch,), settings.augment_sigma))
+                          augment_sigma=torch.full((batch,), settings.augment_sigma, device=low.device))
     return enhanced[:, :length, :, : size[0], : size[1]].clamp(-1, 1)
