@@ -76,6 +76,9 @@ def key_frame_hint(low: Tensor, time: int, size: tuple[int, int], frames: int | 
     frames = offset + enhanced_length(count, time) if frames is None else frames
     mask = key_frame_mask(frames, time, offset)
     keys = int(mask.sum())
+    if keys > count:
+        raise GenlabError(f"{frames} frames with key frames every {time} from {offset} need {keys} input frames, "
+                          f"got {count}")
     hint = low.new_zeros(batch, frames, low.shape[2], *size)
     hint[:, mask] = _resize(low[:, :keys], size, antialias=False)
     return hint, mask[None].expand(batch, frames).to(low.device)

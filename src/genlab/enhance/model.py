@@ -110,7 +110,10 @@ def load_enhancer(path: Path | str) -> nn.Module:
     folder, info = read_model_info(path, "enhance", "train one with `genlab train enhance`")
     if info.get("variant") not in VARIANTS:
         raise GenlabError(f"{path}: unknown enhancer variant {info.get('variant')!r}")
-    if info["variant"] == "regression":
-        return RegressionEnhancer(VideoDiT.from_pretrained(folder / "net")).eval()
-    controlnet = EnhanceControlNet.from_pretrained(folder / "controlnet")
+    try:
+        if info["variant"] == "regression":
+            return RegressionEnhancer(VideoDiT.from_pretrained(folder / "net")).eval()
+        controlnet = EnhanceControlNet.from_pretrained(folder / "controlnet")
+    except (OSError, ValueError, RuntimeError) as error:
+        raise GenlabError(f"cannot load the enhancer in {folder}: {str(error).splitlines()[0]}") from error
     return ControlNetEnhancer(load_video_model(folder / "base"), controlnet).eval()
