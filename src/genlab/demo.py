@@ -258,7 +258,11 @@ def enhance_part(folder: Path) -> ReportSection:
     return ReportSection("Video enhancement: VEnhancer space-time ControlNet", body, rows)
 
 
-ENHANCE_FULL_RUN = "This short run shows the pipeline, not the effect; see docs/results/enhance.md for the full run."
+ENHANCE_FULL_RUN = (
+    "In the full run (docs/results/enhance.md: 32 px, 3,000 clips, base 3,000 steps, enhancers 1,500) the ControlNet "
+    "beats trilinear up-sampling on FD at every factor (s = 4: 46 vs 84) but not on PSNR (0.6-2.8 dB lower); the L2 "
+    "regression net beats both except at the unseen s = 8; blending chunks at every step removes the seam of hard "
+    "chunk borders. This short run shows the pipeline, not the effect.")
 
 PARTS: dict[str, Callable[[Path], ReportSection]] = {"core": core_part, "guidance": guidance_part,
                                                       "disco": disco_part, "growth": growth_part,
