@@ -97,8 +97,6 @@ def camera_control(taps: BackboneTaps, controlnet: CameraControlNet, plucker: Te
     ``active [B]`` (bool) switches the branch off per sample (its residuals are multiplied by 0);
     ``scale`` multiplies the residuals. The hooks are removed on exit, even after an error.
     """
-    weight = None if active is None else active.float() * scale
-    if weight is None and scale != 1.0:
-        weight = torch.full((plucker.shape[0],), scale)
+    weight = torch.full((plucker.shape[0],), float(scale)) if active is None else active.float() * scale
     return residual_control(taps, lambda tokens, emb: controlnet(tokens, plucker, emb), len(controlnet.blocks),
                             weight)

@@ -196,7 +196,7 @@ def _scores(estimator: PoseEstimator, clips: dict, videos: dict[str, torch.Tenso
 def example_video(out: Path, preset: CameraPreset) -> None:
     """One held-out scene under every trajectory: rows = trajectories; columns = true | base | ControlNet | concat."""
     clips = requested_clips(preset)
-    generated = torch.load(out / "example_clips.pt")
+    generated = torch.load(out / "example_clips.pt", weights_only=True)
     rows = []
     for trajectory in TRAJECTORIES:
         rows += [clips[trajectory]["video"][0]] + [generated[name][trajectory] for name in MODELS]

@@ -277,7 +277,7 @@ def _evaluation_job(out: Path, preset: EnhancePreset, job: tuple, start_sigma: f
 def example_video(out: Path, preset: EnhancePreset) -> None:
     """Ground truth | trilinear | regression | ControlNet for two clips at the ablation setting (if evaluated)."""
     space, time = preset.ablation if preset.ablation in preset.settings else preset.settings[0]
-    examples = torch.load(out / "eval" / f"s{space}k{time}.pt")
+    examples = torch.load(out / "eval" / f"s{space}k{time}.pt", weights_only=True)
     truth = held_out_clips(preset)[:2, : examples[METHODS[0]].shape[1]]
     rows = []
     for clip in range(2):

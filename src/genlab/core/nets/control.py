@@ -11,6 +11,7 @@ tokens and conditioning from a block call: :class:`VideoDiTTaps` for genlab's
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -22,8 +23,8 @@ from genlab.errors import GenlabError
 Branch = Callable[[Tensor, Tensor], list[Tensor]]
 
 
-class BackboneTaps:
-    """Where a camera branch attaches to a video transformer.
+class BackboneTaps(ABC):
+    """Where a control branch attaches to a video transformer.
 
     ``blocks`` are the base blocks, in order; ``hidden_size`` their token width; ``emb_dim`` the
     width of the conditioning vector the branch's blocks take; ``patch_size`` /
@@ -35,13 +36,13 @@ class BackboneTaps:
         self.blocks, self.hidden_size, self.emb_dim = blocks, hidden_size, emb_dim
         self.patch_size, self.temporal_patch_size = patch_size, temporal_patch_size
 
+    @abstractmethod
     def tokens_and_embedding(self, args: tuple, kwargs: dict) -> tuple[Tensor, Tensor]:
         """``(tokens [B, N, hidden_size], emb [B, emb_dim])`` from the arguments of a call of ``blocks[0]``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def add_to_output(self, output, residual: Tensor):
         """A block's output with ``residual [B, N, hidden_size]`` added to its video tokens."""
-        raise NotImplementedError
 
 
 class VideoDiTTaps(BackboneTaps):
