@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 import torch
 
-from genlab import cli_camera, cli_enhance, cli_worldmodel
+from genlab import cli_align, cli_camera, cli_enhance, cli_worldmodel
 from genlab.cli_options import build_config, options_from
 from genlab.core import image_model
 from genlab.core.edm import SAMPLERS
@@ -359,7 +359,9 @@ sample.add_command(cli_camera.sample_camera_command)
 reproduce.add_command(cli_camera.reproduce_camera_command)
 train.add_command(cli_enhance.train_enhance_command)
 reproduce.add_command(cli_enhance.reproduce_enhance_command)
+reproduce.add_command(cli_align.reproduce_align_command)
 cli.add_command(cli_enhance.enhance_command)
+cli.add_command(cli_align.align_command)
 cli.add_command(cli_worldmodel.play_command, "play")
 
 

@@ -20,6 +20,7 @@ import torch
 from genlab.core import image_model
 from genlab.core.images import save_image_grid
 from genlab.errors import GenlabError
+from genlab.experiments import align as align_experiment
 from genlab.experiments import camera as camera_experiment
 from genlab.experiments import disco as disco_experiment
 from genlab.experiments import enhance as enhance_experiment
@@ -264,10 +265,37 @@ ENHANCE_FULL_RUN = (
     "regression net beats both except at the unseen s = 8; blending chunks at every step removes the seam of hard "
     "chunk borders. This short run shows the pipeline, not the effect.")
 
+
+def align_part(folder: Path) -> ReportSection:
+    """VADER: the quick alignment reproduction (VADER K=1, large K and DDPO on a digits and a video model)."""
+    results = align_experiment.run(folder, align_experiment.PRESETS["quick"])
+    preset = results["preset"]
+    rows = {f"{r['arm']}: {r['method']}": align_experiment.headline(r) for r in results["base"] + results["runs"]}
+    first_arm = next(iter(results["arms"]))
+    body = (
+        "<p>VADER (Prabhudesai et al. 2024): sample with the full sampler, score the samples with a differentiable "
+        "reward and back-propagate it through only the last K sampler steps into LoRA adapters; DDPO, the "
+        "baseline, runs PPO on the sampler's per-step Gaussian log-probabilities. Here: a digits model aligned to "
+        "p(class 3) under genlab's digit classifier and a sprite video model aligned to leftward optical flow, "
+        f"{preset['sampling_steps']} sampler steps, batch {preset['batch_size']}, VADER {preset['vader_updates']} "
+        f"updates, DDPO {preset['ddpo_updates']}. Reward, diversity (feature variance) and FD to the data of "
+        "fixed-noise samples:</p>"
+        + metrics_table(rows, ["reward", "diversity", "fd"])
+        + f'<div class="figs"><figure><img src="{folder.name}/curves.png" alt="reward curves">'
+        "<figcaption>reward against reward queries (top) and wall seconds (bottom)</figcaption></figure>"
+        f'<figure><img class="pixels" src="{folder.name}/runs/{first_arm}/vader-k1-s0/samples_all.png" '
+        'alt="VADER samples"><figcaption>after VADER, K = 1</figcaption></figure></div>'
+        f"<p>{ALIGN_FULL_RUN}</p>"
+    )
+    return ReportSection("Alignment: VADER reward gradients vs DDPO", body, rows)
+
+
+ALIGN_FULL_RUN = "This short run shows the pipeline, not the effect; see docs/results/align.md for the full run."
+
 PARTS: dict[str, Callable[[Path], ReportSection]] = {"core": core_part, "guidance": guidance_part,
                                                       "disco": disco_part, "growth": growth_part,
                                                       "worldmodel": worldmodel_part, "camera": camera_part,
-                                                      "enhance": enhance_part}
+                                                      "enhance": enhance_part, "align": align_part}
 
 PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>genlab demo</title>

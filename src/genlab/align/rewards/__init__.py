@@ -11,10 +11,11 @@ from __future__ import annotations
 from genlab.align.rewards.base import Reward, RewardEntry
 from genlab.align.rewards.clip_rewards import ZOO as CLIP_ZOO
 from genlab.align.rewards.detection import ZOO as DETECTION_ZOO
+from genlab.align.rewards.small import SMALL_REWARDS
 from genlab.align.rewards.video_rewards import ZOO as VIDEO_ZOO
 from genlab.errors import GenlabError
 
-REWARDS: dict[str, RewardEntry] = {**CLIP_ZOO, **VIDEO_ZOO, **DETECTION_ZOO}
+REWARDS: dict[str, RewardEntry] = {**SMALL_REWARDS, **CLIP_ZOO, **VIDEO_ZOO, **DETECTION_ZOO}
 
 
 def build_reward(name: str, path: str | None = None) -> Reward:
