@@ -7,7 +7,8 @@ subsampling (the reward sees one random frame). The rows here, each on top of th
 * ``full backprop``: LoRA (rank 16 on the attention projections), the reward's gradient flows
   through all ``--sampling-steps`` sampler steps;
 * ``+ truncation (K=1)``: only the last step keeps a graph;
-* ``+ checkpointing``: the last step's activations are recomputed in the backward pass;
+* ``+ checkpointing``: each transformer block's activations are recomputed in the backward pass
+  (:func:`~genlab.align.checkpointing.enable_block_checkpointing`);
 * ``+ frame subsampling``: the (image) reward scores one random frame instead of all of them;
 * ``+ bf16``: the model's forward passes run under bfloat16 autocast (the paper's mixed precision,
   which it switches on first).
@@ -74,7 +75,7 @@ def measure(args: argparse.Namespace, settings: dict) -> dict:
         for name, parameter in net.named_parameters():
             if "modulation" in name or "final_layer" in name:
                 parameter.normal_(0, 0.02)
-    target = GenlabVideoTarget(EDMDenoiser(net).eval())
+    target = GenlabVideoTarget(EDMDenoiser(net).train())
     k = settings.get("k", 1) or args.sampling_steps
     config = AlignConfig(**{**settings, "k": k}, batch_size=args.batch_size, sampling_steps=args.sampling_steps,
                          lora_rank=16, steps=1, progress=False, run_dir=tempfile.mkdtemp())

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from genlab.align.checkpointing import enable_block_checkpointing
 from genlab.align.config import AlignConfig
 from genlab.align.lora import add_lora, trainable_parameters
 from genlab.align.rewards.base import Reward, to_unit_range
@@ -132,8 +133,10 @@ def test_more_steps_of_backpropagation_change_the_gradient_and_checkpointing_doe
         add_lora(target.module, 2, target.lora_targets)
         cond = target.encode_condition(None, torch.tensor([1, 1]))
         noise = torch.randn(target.state_shape(2), generator=torch.Generator().manual_seed(1))
+        if checkpointing:
+            assert enable_block_checkpointing(target.module) > 0
         x0, _ = sample_for_reward(lambda x, s: target.denoise(x, s, cond), noise, target.sigmas(5), 1.0, grad_steps,
-                                  torch.Generator().manual_seed(2), gradient_checkpointing=checkpointing)
+                                  torch.Generator().manual_seed(2))
         x0.pow(2).mean().backward()
         return torch.cat([p.grad.flatten() for p in trainable_parameters(target.module)])
 

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint
 
 from genlab.errors import GenlabError
 
@@ -81,8 +80,7 @@ def step_log_prob(denoise: DenoiseFn, x: Tensor, x_next: Tensor, sigmas: Tensor,
 
 def sample_for_reward(
     denoise: DenoiseFn, noise: Tensor, sigmas: Tensor, eta: float = 1.0, grad_steps: int = 1,
-    generator: torch.Generator | None = None, gradient_checkpointing: bool = False,
-    record_trajectory: bool = False, autocast: Callable[[], object] = nullcontext,
+    generator: torch.Generator | None = None, record_trajectory: bool = False, autocast: Callable[[], object] = nullcontext,
 ) -> tuple[Tensor, Trajectory | None]:
     """Sample ``x0`` with a graph through only the last ``grad_steps`` steps.
 
@@ -93,8 +91,6 @@ def sample_for_reward(
         eta: stochasticity of each step (0 = DDIM, 1 = DDPM).
         grad_steps: K, the number of final steps recorded for back-propagation (0: none, as in DDPO).
         generator: RNG for the per-step noise ``z``.
-        gradient_checkpointing: recompute the denoiser's activations in the backward pass instead of
-            storing them (the memory saver of the VADER paper).
         record_trajectory: also return the :class:`Trajectory` of the stochastic steps.
         autocast: a context factory for the denoiser calls (mixed precision).
 
@@ -120,10 +116,7 @@ def sample_for_reward(
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         sigma_down, sigma_up = ancestral_scales(sigma, sigma_next, eta)
         with torch.set_grad_enabled(with_grad):
-            if with_grad and gradient_checkpointing:
-                denoised = checkpoint(denoise_call, x, sigma, use_reentrant=False)
-            else:
-                denoised = denoise_call(x, sigma)
+            denoised = denoise_call(x, sigma)
             mean = step_mean(x, denoised, sigma, sigma_down)
             x_next = mean + sigma_up * step_noise[i]
         if record_trajectory and float(sigma_up) > 0:

@@ -130,9 +130,11 @@ class GenlabVideoTarget(AlignTarget):
         return self.denoiser(x, sigma, **cond)
 
 
-def load_target(path: str, guidance_scale: float | None = None, num_frames: int | None = None) -> AlignTarget:
+def load_target(path: str, guidance_scale: float | None = None, num_frames: int | None = None,
+                device: str | torch.device | None = None) -> AlignTarget:
     """The model in ``path``: a diffusers pipeline folder (``model_index.json``) or hub id, or a genlab
-    image or video model folder. ``guidance_scale`` and ``num_frames`` apply to pipelines only."""
+    image or video model folder, on ``device`` (default: CUDA when available). ``guidance_scale`` and
+    ``num_frames`` apply to pipelines only."""
     from pathlib import Path
 
     from genlab.core.checkpoint import read_json
@@ -145,11 +147,13 @@ def load_target(path: str, guidance_scale: float | None = None, num_frames: int 
         from genlab.align.pipelines import load_pipeline_target
 
         options = {k: v for k, v in {"guidance_scale": guidance_scale, "num_frames": num_frames}.items() if v}
-        return load_pipeline_target(path, **options)
+        return load_pipeline_target(path, device=device, **options)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     method = read_json(genlab_folder / MODEL_INFO_FILE, f"{path} holds no model").get("method", "image")
     if method == "image":
-        return GenlabImageTarget(*load_image_model(genlab_folder))
+        denoiser, info = load_image_model(genlab_folder)
+        return GenlabImageTarget(denoiser.to(device), info)
     if method == "video":
-        return GenlabVideoTarget(load_video_model(genlab_folder))
+        return GenlabVideoTarget(load_video_model(genlab_folder).to(device))
     raise GenlabError(f"{path} holds a {method} model; alignment takes genlab image or video models "
                       "or diffusers StableDiffusion / TextToVideoSD pipelines")

@@ -26,6 +26,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from genlab.align.checkpointing import enable_block_checkpointing
 from genlab.align.config import AlignConfig, frame_mode, label_list, prompt_list
 from genlab.align.lora import add_lora, load_trainable_state, trainable_parameters, trainable_state
 from genlab.align.rewards.base import Reward
@@ -74,6 +75,14 @@ class ConditionSampler:
                               f"{model_takes}; choose a reward that scores {target.condition} "
                               f"(e.g. a class reward for labels, an image-text reward for prompts)")
         self.kind = needed.pop() if needed else None
+        if self.kind != "labels" and config.labels:
+            uses = "text prompts" if self.kind == "prompts" else "no conditions"
+            raise GenlabError(f"--labels was given but this run uses {uses} (neither the model nor the reward takes "
+                              "class labels)")
+        if self.kind != "prompts" and config.prompts:
+            uses = "class labels" if self.kind == "labels" else "no conditions"
+            raise GenlabError(f"--prompts was given but this run uses {uses} (neither the model nor the reward "
+                              "takes text)")
         if self.kind == "labels" and self.labels is None:
             classes = getattr(target, "num_classes", 0)
             if not classes:
@@ -81,10 +90,6 @@ class ConditionSampler:
             self.labels = list(range(classes))
         if self.kind == "prompts" and self.prompts is None:
             raise GenlabError("this run needs text prompts: give --prompts (a file, or prompts separated by '|')")
-        if self.kind != "labels" and config.labels:
-            raise GenlabError("--labels was given but neither the model nor the reward uses class labels")
-        if self.kind != "prompts" and config.prompts:
-            raise GenlabError("--prompts was given but neither the model nor the reward uses text")
         self.to_model = target.condition is not None
         self.to_reward = reward.needs is not None
 
@@ -136,6 +141,8 @@ class AlignmentRun:
             add_lora(target.module, config.lora_rank, self.lora_targets, config.lora_alpha or None)
         else:
             target.module.requires_grad_(True)
+        if config.gradient_checkpointing:
+            enable_block_checkpointing(target.module)
         self.parameters = trainable_parameters(target.module)
         self.optimizer = torch.optim.AdamW(self.parameters, lr=config.lr, weight_decay=0.0)
         self.sigmas = target.sigmas(config.sampling_steps)
@@ -184,7 +191,7 @@ class AlignmentRun:
             generator, cond, prompts, labels, noise = self._micro_batch(step, micro)
             k = int(torch.randint(1, config.k + 1, (1,), generator=generator)) if config.random_k else config.k
             x0, _ = sample_for_reward(self._denoise_fn(cond), noise, self.sigmas, config.eta, k, generator,
-                                      config.gradient_checkpointing, autocast=self.autocast)
+                                      autocast=self.autocast)
             scores = self._rewards(x0, prompts, labels, generator, step)
             (-scores.mean() / config.accumulate).backward()
             rewards.append(scores.detach())
