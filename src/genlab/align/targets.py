@@ -68,11 +68,24 @@ class AlignTarget(ABC):
         return next(self.module.parameters()).device
 
 
-class GenlabImageTarget(AlignTarget):
+class _GenlabTarget(AlignTarget):
+    """Shared by genlab's own models: an :class:`EDMDenoiser` sampled on its Karras σ schedule."""
+
+    lora_targets = GENLAB_LORA_TARGETS
+    denoiser: EDMDenoiser
+
+    def sigmas(self, steps: int) -> Tensor:
+        schedule = self.denoiser.schedule
+        return karras_sigmas(steps, schedule.sigma_min, schedule.sigma_max, schedule.rho)
+
+    def denoise(self, x: Tensor, sigma: Tensor, cond: dict) -> Tensor:
+        return self.denoiser(x, sigma, **cond)
+
+
+class GenlabImageTarget(_GenlabTarget):
     """A genlab image model (:func:`genlab.core.image_model.load_image_model`)."""
 
     modality = "image"
-    lora_targets = GENLAB_LORA_TARGETS
 
     def __init__(self, denoiser: EDMDenoiser, info: dict) -> None:
         self.denoiser = denoiser
@@ -83,13 +96,6 @@ class GenlabImageTarget(AlignTarget):
 
     def state_shape(self, batch_size: int) -> tuple[int, ...]:
         return (batch_size, *self.image_shape)
-
-    def sigmas(self, steps: int) -> Tensor:
-        schedule = self.denoiser.schedule
-        return karras_sigmas(steps, schedule.sigma_min, schedule.sigma_max, schedule.rho)
-
-    def denoise(self, x: Tensor, sigma: Tensor, cond: dict) -> Tensor:
-        return self.denoiser(x, sigma, **cond)
 
     def encode_condition(self, prompts: Sequence[str] | None, labels: Tensor | None) -> dict:
         if not self.num_classes:
@@ -103,12 +109,11 @@ class GenlabImageTarget(AlignTarget):
         return {"class_labels": labels.to(self.device)}
 
 
-class GenlabVideoTarget(AlignTarget):
+class GenlabVideoTarget(_GenlabTarget):
     """A genlab unconditional video DiT (:func:`genlab.core.video_model.load_video_model`)."""
 
     modality = "video"
     condition = None
-    lora_targets = GENLAB_LORA_TARGETS
 
     def __init__(self, denoiser: EDMDenoiser) -> None:
         self.denoiser = denoiser
@@ -121,13 +126,6 @@ class GenlabVideoTarget(AlignTarget):
 
     def state_shape(self, batch_size: int) -> tuple[int, ...]:
         return (batch_size, *self.video_shape)
-
-    def sigmas(self, steps: int) -> Tensor:
-        schedule = self.denoiser.schedule
-        return karras_sigmas(steps, schedule.sigma_min, schedule.sigma_max, schedule.rho)
-
-    def denoise(self, x: Tensor, sigma: Tensor, cond: dict) -> Tensor:
-        return self.denoiser(x, sigma, **cond)
 
 
 def load_target(path: str, guidance_scale: float | None = None, num_frames: int | None = None,

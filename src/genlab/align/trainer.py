@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import tempfile
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -35,12 +34,11 @@ from genlab.align.targets import AlignTarget
 from genlab.core.checkpoint import (
     flatten_optimizer_state,
     latest_checkpoint,
-    load_checkpoint,
     save_checkpoint,
     unflatten_optimizer_state,
-    write_json_atomic,
 )
-from genlab.core.runlog import append_log, read_log, truncate_log
+from genlab.core.runlog import append_log, plot_curve
+from genlab.core.train import open_run_dir
 from genlab.errors import GenlabError
 
 ADAPTER_DIR = "adapter"
@@ -258,35 +256,18 @@ class AlignmentRun:
         progress.close()
         self.target.module.eval()
         self.save_adapter()
-        plot_reward_curve(self.run_dir / "log.jsonl", self.run_dir / "reward.png", f"{config.method}: {self.reward.name}")
+        plot_curve(self.run_dir / "log.jsonl", self.run_dir / "reward.png", "queries", "reward",
+                   f"{config.method}: {self.reward.name}", x_label="reward queries", y_label="mean reward")
         return AlignResult(max(start, config.steps), self.queries, reward, self.run_dir)
 
     def _prepare_run_dir(self) -> int:
-        try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            tempfile.TemporaryFile(dir=self.run_dir).close()
-        except OSError as error:
-            raise GenlabError(f"run folder {self.run_dir} is not writable ({error.strerror})") from error
-        checkpoint = latest_checkpoint(self.run_dir / "checkpoints")
-        if not self.config.resume:
-            if checkpoint is not None:
-                raise GenlabError(f"run folder {self.run_dir} already has checkpoints; pass --resume to continue "
-                                  "it or choose another --run-dir")
-            write_json_atomic(self.run_dir / "config.json", self.run_config)
-            (self.run_dir / "log.jsonl").write_text("")
+        loaded = open_run_dir(self.run_dir, self.config.resume, self.run_config, RESUMABLE_FIELDS)
+        if loaded is None:
             return 0
-        if checkpoint is None:
-            raise GenlabError(f"--resume: no checkpoint found in {self.run_dir / 'checkpoints'}")
-        tensors, state = load_checkpoint(checkpoint)
-        saved = state.get("config", {})
-        changed = [k for k, v in self.run_config.items() if k not in RESUMABLE_FIELDS and k in saved and saved[k] != v]
-        if changed:
-            raise GenlabError("--resume with settings that differ from the checkpoint ("
-                              + ", ".join(f"{k}: {saved[k]!r} -> {self.run_config[k]!r}" for k in changed) + ")")
+        tensors, state, _ = loaded
         load_trainable_state(self.target.module, tensors["weights"], self.config.lora)
         self.optimizer.load_state_dict(unflatten_optimizer_state(tensors.get("optimizer", {}), state["optimizer"]))
         self.queries, self.seconds = int(state["queries"]), float(state["seconds"])
-        truncate_log(self.run_dir / "log.jsonl", state["step"])
         return int(state["step"])
 
     def _save_checkpoint(self, step: int) -> None:
@@ -326,23 +307,3 @@ def apply_adapter(target: AlignTarget, run_dir: Path | str) -> AlignTarget:
     load_trainable_state(target.module, load_file(str(folder / "weights.safetensors")), lora)
     target.module.eval().requires_grad_(False)
     return target
-
-
-def plot_reward_curve(log_path: Path, png_path: Path, title: str) -> Path:
-    """Mean batch reward against reward queries from a run's ``log.jsonl``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    records = read_log(log_path)
-    figure, axis = plt.subplots(figsize=(5, 3.2), dpi=110)
-    axis.plot([r["queries"] for r in records], [r["reward"] for r in records], lw=1.2)
-    axis.set_xlabel("reward queries")
-    axis.set_ylabel("mean reward")
-    axis.set_title(title)
-    axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(png_path)
-    plt.close(figure)
-    return Path(png_path)

@@ -35,19 +35,26 @@ def append_log(path: Path, record: dict) -> None:
         handle.write(json.dumps(record) + "\n")
 
 
-def plot_loss_curve(log_path: Path, png_path: Path, title: str = "training loss") -> Path:
-    """Plot ``loss`` against ``step`` from a ``log.jsonl`` (log-scaled y) into ``png_path``."""
-    records = [r for r in read_log(log_path) if "loss" in r]
+def plot_curve(log_path: Path, png_path: Path, x: str, y: str, title: str, log_y: bool = False,
+               x_label: str | None = None, y_label: str | None = None) -> Path:
+    """Plot field ``y`` against field ``x`` of a ``log.jsonl`` into ``png_path`` (log-scaled y if asked
+    and every value is positive)."""
+    records = [r for r in read_log(log_path) if x in r and y in r]
     figure, axis = plt.subplots(figsize=(5, 3.2), dpi=110)
     if records:
-        axis.plot([r["step"] for r in records], [r["loss"] for r in records], lw=1.2)
-        if all(r["loss"] > 0 for r in records):
+        axis.plot([r[x] for r in records], [r[y] for r in records], lw=1.2)
+        if log_y and all(r[y] > 0 for r in records):
             axis.set_yscale("log")
-    axis.set_xlabel("step")
-    axis.set_ylabel("loss")
+    axis.set_xlabel(x_label or x)
+    axis.set_ylabel(y_label or y)
     axis.set_title(title)
     axis.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(png_path)
     plt.close(figure)
     return Path(png_path)
+
+
+def plot_loss_curve(log_path: Path, png_path: Path, title: str = "training loss") -> Path:
+    """Plot ``loss`` against ``step`` from a ``log.jsonl`` (log-scaled y) into ``png_path``."""
+    return plot_curve(log_path, png_path, "step", "loss", title, log_y=True)

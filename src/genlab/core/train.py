@@ -84,6 +84,44 @@ class LoopConfig:
             raise GenlabError(f"--mixed-precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
 
 
+def open_run_dir(run_dir: Path, resume: bool, run_config: dict, resumable_fields: tuple[str, ...],
+                 write: bool = True) -> tuple[dict, dict, Path] | None:
+    """Start or continue a run in ``run_dir`` (``config.json``, ``checkpoints/``, ``log.jsonl``).
+
+    A fresh run refuses a folder that already has checkpoints, writes ``config.json`` and an empty
+    log, and returns None. A resumed run loads the latest checkpoint, refuses settings that differ
+    from its saved config (except ``resumable_fields``), drops log records after it and returns
+    ``(tensors, state, checkpoint folder)``. ``write=False`` (non-main processes) writes nothing.
+    """
+    run_dir = Path(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=run_dir).close()
+    except OSError as error:
+        raise GenlabError(f"run folder {run_dir} is not writable ({error.strerror})") from error
+    checkpoint = latest_checkpoint(run_dir / "checkpoints")
+    if not resume:
+        if checkpoint is not None:
+            raise GenlabError(f"run folder {run_dir} already has checkpoints; pass --resume to continue it "
+                              "or choose another --run-dir")
+        if write:
+            write_json_atomic(run_dir / "config.json", run_config)
+            (run_dir / "log.jsonl").write_text("")
+        return None
+    if checkpoint is None:
+        raise GenlabError(f"--resume: no checkpoint found in {run_dir / 'checkpoints'}")
+    tensors, state = load_checkpoint(checkpoint)
+    saved = state.get("config", {})
+    changed = [k for k, v in run_config.items() if k not in resumable_fields and k in saved and saved[k] != v]
+    if changed:
+        details = ", ".join(f"{k}: {saved[k]!r} -> {run_config[k]!r}" for k in changed)
+        raise GenlabError(f"--resume with settings that differ from the checkpoint ({details})")
+    if write:
+        truncate_log(run_dir / "log.jsonl", state["step"])
+        write_json_atomic(run_dir / "config.json", run_config)
+    return tensors, state, checkpoint
+
+
 class TrainingInterrupted(GenlabError):
     """Training stopped on Ctrl-C / SIGTERM after saving a checkpoint."""
 
@@ -218,43 +256,18 @@ class Trainer:
     # -- set-up -------------------------------------------------------------------------------
     def _prepare_run_dir(self, resume: bool) -> int:
         """Create the run folder; return the step to start from (loading state on resume)."""
-        try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            tempfile.TemporaryFile(dir=self.run_dir).close()
-        except OSError as error:
-            raise GenlabError(f"run folder {self.run_dir} is not writable ({error.strerror})") from error
-        checkpoint = latest_checkpoint(self.run_dir / "checkpoints")
-        if not resume:
-            if checkpoint is not None:
-                raise GenlabError(
-                    f"run folder {self.run_dir} already has checkpoints; pass --resume to continue it "
-                    "or choose another --run-dir"
-                )
-            if self.accelerator.is_main_process:
-                write_json_atomic(self.run_dir / "config.json", self.run_config)
-                (self.run_dir / "log.jsonl").write_text("")
+        loaded = open_run_dir(self.run_dir, resume, self.run_config, self.RESUMABLE_FIELDS,
+                              write=self.accelerator.is_main_process)
+        if loaded is None:
             return 0
-        if checkpoint is None:
-            raise GenlabError(f"--resume: no checkpoint found in {self.run_dir / 'checkpoints'}")
-        tensors, state = load_checkpoint(checkpoint)
-        self._check_resumable(state.get("config", {}))
+        tensors, state, checkpoint = loaded
         try:
             self.model.load_state_dict(tensors["model"])
             self.ema.shadow = dict(tensors["ema"])
             self.optimizer.load_state_dict(unflatten_optimizer_state(tensors.get("optimizer", {}), state["optimizer"]))
         except (KeyError, RuntimeError) as error:
             raise GenlabError(f"checkpoint {checkpoint} does not match this model ({error})") from error
-        if self.accelerator.is_main_process:
-            truncate_log(self.run_dir / "log.jsonl", state["step"])
-            write_json_atomic(self.run_dir / "config.json", self.run_config)
         return int(state["step"])
-
-    def _check_resumable(self, saved: dict) -> None:
-        changed = [k for k, v in self.run_config.items()
-                   if k not in self.RESUMABLE_FIELDS and k in saved and saved[k] != v]
-        if changed:
-            details = ", ".join(f"{k}: {saved[k]!r} -> {self.run_config[k]!r}" for k in changed)
-            raise GenlabError(f"--resume with settings that differ from the checkpoint ({details})")
 
     # -- the loop -------------------------------------------------------------------------------
     def fit(self, resume: bool = False) -> TrainResult:

@@ -123,49 +123,80 @@ class MotionNet(nn.Module):
 
 @dataclass(frozen=True)
 class TemporalNetConfig:
-    feature_dim: int = 96
+    """Frame encoder (two stride-2 convs of ``widths`` channels, then ``latent_channels``) on frames resized to
+    ``resolution``, and a next-latent predictor (three 3×3 convs of ``hidden`` channels) over ``context`` frames."""
+
+    resolution: int = 32
+    widths: tuple[int, ...] = (32, 48)
+    latent_channels: int = 16
     context: int = 2
-    hidden: int = 256
+    hidden: int = 48
 
 
-class NextFeaturePredictor(nn.Module):
-    """MLP: standardised features of ``context`` consecutive frames ``[B, context·D]`` -> the next ``[B, D]``.
+class FrameEncoder(nn.Module):
+    """Frames ``[N, 3, R, R]`` in [-1, 1] -> latent maps ``[N, latent_channels, R/4, R/4]`` (an autoencoder's
+    encoder; the decoder is only used in training)."""
 
-    ``feature_mean`` / ``feature_std`` standardise the shapes classifier's features (set in training).
+    def __init__(self, config: TemporalNetConfig) -> None:
+        super().__init__()
+        layers, channels = [], 3
+        for width in config.widths:
+            layers += [nn.Conv2d(channels, width, 3, stride=2, padding=1), nn.SiLU()]
+            channels = width
+        layers.append(nn.Conv2d(channels, config.latent_channels, 3, padding=1))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, frames: Tensor) -> Tensor:
+        return self.body(frames)
+
+
+class TemporalModel(nn.Module):
+    """A frozen frame encoder and a predictor of the next frame's (standardised) latent map from the
+    ``context`` previous ones, V-JEPA-style prediction in a learnt feature space.
+
+    The predictor sees the context latents stacked on the channel axis and outputs the change from the last
+    one. ``latent_mean`` / ``latent_std`` (per channel) standardise the encoder's latents (set in training).
     """
 
     def __init__(self, config: TemporalNetConfig = TemporalNetConfig()) -> None:
         super().__init__()
         self.config = config
-        self.mlp = nn.Sequential(nn.Linear(config.context * config.feature_dim, config.hidden), nn.SiLU(),
-                                 nn.Linear(config.hidden, config.feature_dim))
-        self.register_buffer("feature_mean", torch.zeros(config.feature_dim))
-        self.register_buffer("feature_std", torch.ones(config.feature_dim))
+        self.encoder = FrameEncoder(config)
+        c, h = config.latent_channels, config.hidden
+        self.predictor = nn.Sequential(nn.Conv2d(config.context * c, h, 3, padding=1), nn.SiLU(),
+                                       nn.Conv2d(h, h, 3, padding=1), nn.SiLU(), nn.Conv2d(h, c, 3, padding=1))
+        self.register_buffer("latent_mean", torch.zeros(c))
+        self.register_buffer("latent_std", torch.ones(c))
 
-    def forward(self, context: Tensor) -> Tensor:
-        return self.mlp(context)
+    def latents(self, videos: Tensor) -> Tensor:
+        """Standardised latents ``[B, T, C, R/4, R/4]`` of ``videos [B, T, 3, H, W]`` (frames resized to R)."""
+        frames = resize_frames(videos, self.config.resolution).flatten(0, 1)
+        latents = self.encoder(frames)
+        latents = (latents - self.latent_mean[:, None, None]) / self.latent_std[:, None, None]
+        return latents.view(*videos.shape[:2], *latents.shape[1:])
+
+    def predict(self, context: Tensor) -> Tensor:
+        """The next latent ``[N, C, h, w]`` from ``context`` consecutive latents ``[N, context, C, h, w]``."""
+        return context[:, -1] + self.predictor(context.flatten(1, 2))
+
+    def errors(self, videos: Tensor) -> Tensor:
+        """Mean squared error ``[B]`` of predicting every frame's latent from the ``context`` previous ones."""
+        context = self.config.context
+        if videos.shape[1] <= context:
+            raise GenlabError(f"the 'temporal' reward needs more than {context} frames, got {videos.shape[1]}")
+        latents = self.latents(videos)
+        windows = latents.unfold(1, context + 1, 1).permute(0, 1, 5, 2, 3, 4)  # [B, W, context + 1, C, h, w]
+        predicted = self.predict(windows[:, :, :context].flatten(0, 1))
+        return (predicted - windows[:, :, context].flatten(0, 1)).pow(2).view(len(videos), -1).mean(1)
 
 
-def frame_features(videos: Tensor) -> Tensor:
-    """Features ``[B, T, D]`` of every frame under genlab's shapes classifier (frames resized to its size)."""
-    net = load_feature_net("shapes")
-    frames = videos.flatten(0, 1)
-    size = net.config.resolution
-    frames = to_feature_resolution(frames, size)
-    if frames.shape[-1] != size:
-        frames = F.interpolate(frames, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return net.features(frames).view(*videos.shape[:2], -1)
-
-
-def prediction_errors(predictor: NextFeaturePredictor, videos: Tensor) -> Tensor:
-    """Mean squared error ``[B]`` of predicting each frame's standardised features from the previous ones."""
-    features = (frame_features(videos) - predictor.feature_mean) / predictor.feature_std
-    context = predictor.config.context
-    if features.shape[1] <= context:
-        raise GenlabError(f"the 'temporal' reward needs more than {context} frames, got {features.shape[1]}")
-    windows = features.unfold(1, context + 1, 1).permute(0, 1, 3, 2)  # [B, W, context + 1, D]
-    predicted = predictor(windows[:, :, :context].flatten(2))
-    return (predicted - windows[:, :, context]).pow(2).mean((1, 2))
+def resize_frames(videos: Tensor, size: int) -> Tensor:
+    """Videos ``[B, T, C, H, W]`` with square frames resized (bilinear, antialiased) to ``size``."""
+    if videos.shape[-1] == size and videos.shape[-2] == size:
+        return videos
+    frames = F.interpolate(videos.flatten(0, 1), size=(size, size), mode="bilinear", antialias=True,
+                           align_corners=False)
+    return frames.view(*videos.shape[:3], size, size)
 
 
 def save_net(net: nn.Module, name: str, metadata: dict) -> Path:
@@ -185,8 +216,12 @@ def load_net(name: str) -> nn.Module:
     meta = json.loads(meta_path.read_text())
     if name == "motion":
         net = MotionNet(MotionNetConfig(resolution=meta["resolution"], widths=tuple(meta["widths"])))
+    elif name == "temporal":
+        net = TemporalModel(TemporalNetConfig(resolution=meta["resolution"], widths=tuple(meta["widths"]),
+                                              latent_channels=meta["latent_channels"], context=meta["context"],
+                                              hidden=meta["hidden"]))
     else:
-        net = NextFeaturePredictor(TemporalNetConfig(meta["feature_dim"], meta["context"], meta["hidden"]))
+        raise GenlabError(f"no shipped reward net called {name!r}; choose motion or temporal")
     net.load_state_dict(load_file(str(weights)))
     return net.eval().requires_grad_(False)
 
@@ -271,10 +306,10 @@ class TemporalConsistencyReward(Reward):
 
     def __init__(self) -> None:
         super().__init__()
-        self.predictor = load_net("temporal")
+        self.model = load_net("temporal")
 
     def score(self, samples, prompts, labels) -> Tensor:
-        return -prediction_errors(self.predictor, samples)
+        return -self.model.errors(samples)
 
 
 SMALL_REWARDS: dict[str, RewardEntry] = {
