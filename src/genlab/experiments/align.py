@@ -252,6 +252,7 @@ def efficiency(records: list[dict], arm: str, seeds: int) -> dict:
             row[method] = {"queries": reached, "final": smoothed([r["reward"] for r in log])[-1],
                            "ratio": row["ddpo_queries"] / reached if reached else None,
                            "seconds": next((r["seconds"] for r in log if r["queries"] == reached), None)}
+            row[method]["time_ratio"] = row["ddpo_seconds"] / row[method]["seconds"] if reached else None
         rows.append(row)
     return {"rows": rows}
 
@@ -304,8 +305,8 @@ def plot_curves(out: Path, results: dict) -> None:
     plt.close(figure)
 
 
-def _ratio_text(rows: list[dict], method: str) -> str:
-    ratios = [r[method]["ratio"] for r in rows]
+def _ratio_text(rows: list[dict], method: str, key: str = "ratio") -> str:
+    ratios = [r[method][key] for r in rows]
     reached = [x for x in ratios if x is not None]
     text = mean_std(reached) + "×" if reached else "never"
     return text + (f" ({len(reached)}/{len(ratios)} seeds reached)" if len(reached) < len(ratios) else "")
@@ -320,12 +321,14 @@ def report(results: dict) -> str:
              f"{preset['ddpo_updates']} updates (lr {preset['ddpo_lr']}); {preset['seeds']} seed(s). "
              "One reward query = one sample scored.", "",
              "## Sample efficiency: queries VADER needs to reach DDPO's final reward", "",
-             "| arm | DDPO final reward | DDPO queries | DDPO queries ÷ VADER K=1's | ÷ VADER K=large's |",
-             "|---|---|---|---|---|"]
+             "| arm | DDPO final reward | DDPO queries | DDPO queries ÷ VADER K=1's | ÷ VADER K=large's | "
+             "DDPO seconds ÷ VADER K=1's | ÷ VADER K=large's |",
+             "|---|---|---|---|---|---|---|"]
     for arm, eff in results["efficiency"].items():
         rows = eff["rows"]
         lines.append(f"| {arm} | {mean_std([r['ddpo_final'] for r in rows])} | {rows[0]['ddpo_queries']} | "
-                     f"{_ratio_text(rows, 'vader-k1')} | {_ratio_text(rows, 'vader-klarge')} |")
+                     f"{_ratio_text(rows, 'vader-k1')} | {_ratio_text(rows, 'vader-klarge')} | "
+                     f"{_ratio_text(rows, 'vader-k1', 'time_ratio')} | {_ratio_text(rows, 'vader-klarge', 'time_ratio')} |")
     lines += ["", "## Aligned samples (fixed noise): reward, diversity kept, FD to the data", "",
               "| arm | method | reward | diversity | FD |", "|---|---|---|---|---|"]
     records = results["base"] + results["runs"]
