@@ -75,6 +75,7 @@ def test_reproduce_writes_efficiency_tables_curves_and_reuses_finished_stages(tm
 def test_queries_to_reach_uses_the_smoothed_curve():
     log = [{"queries": 2 * (i + 1), "reward": value} for i, value in enumerate([0.0, 1.0, 0.0, 1.0, 1.0, 1.0])]
     assert align.queries_to_reach(log, 0.6) == 10  # the 5-update trailing mean first reaches 0.6 at update 5
+    assert align.queries_to_reach(log, 0.4) == 10  # update 2's mean of 0.5 does not count: its window is not full
     assert align.queries_to_reach(log, 2.0) is None
 
 
