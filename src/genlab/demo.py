@@ -293,7 +293,7 @@ def align_part(folder: Path) -> ReportSection:
 ALIGN_FULL_RUN = (
     "In the full run (docs/results/align.md: 4 arms, 3 seeds) VADER with K = 1 reaches DDPO's final reward with 11× "
     "(brightness) and 21× (p(class 3)) fewer reward queries on the digits models; DDPO did not raise the video rewards. "
-    "At this scale every method raises the reward by leaving the data (FD to the data rises 3-16×). This short run "
+    "At this scale every method raises the reward by leaving the data (FD to the data rises up to 16×). This short run "
     "shows the pipeline, not the effect.")
 
 PARTS: dict[str, Callable[[Path], ReportSection]] = {"core": core_part, "guidance": guidance_part,
