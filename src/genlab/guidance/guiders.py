@@ -10,30 +10,38 @@ A modular pipeline drives its guider once per denoising step::
         guider.cleanup_models(model)      # removes them
     noise_pred = guider(batches).pred     # -> guider.forward(pred_cond=..., pred_uncond=...)
 
-Both guiders here plug into that loop exactly like ``ClassifierFreeGuidance``: two batches
-(``pred_cond`` and ``pred_uncond``) while active, one (``pred_cond``) outside ``[start, stop)``
-(fractions of the steps, as in diffusers), when disabled, or when the scale makes guidance a
-no-op; ``forward`` then returns ``pred_uncond + w·(pred_cond − pred_uncond)`` (or diffusers'
-``use_original_formulation`` variant, and the optional ``guidance_rescale``). They differ in how
-the second batch is made:
+The guiders here plug into that loop like ``ClassifierFreeGuidance``: ``pred_cond`` first, then
+one batch per guidance term while it is active (step inside ``[start, stop)``, fractions of the
+steps as in diffusers; enabled; scale not a no-op). Inputs keep diffusers' form: each
+``(cond, uncond)`` pair gives a batch its ``cond`` (``(None, None)`` gives None, so the field stays
+on the batch as the blocks expect), and a single value is shared by all batches. The guided
+prediction is ``D_c + Σ (w − 1)·(D_c − D_g)``, i.e. CFG's ``D_g + w·(D_c − D_g)`` for one term
+(diffusers' ``use_original_formulation`` and ``guidance_rescale`` are supported). The terms:
 
-* :class:`ICGGuidance` replaces the condition fields by an *independent* condition built from
-  the conditional inputs (the negative inputs are ignored), drawn afresh in every
-  ``prepare_inputs``, i.e. every step;
-* :class:`TSGGuidance` keeps the conditional inputs and perturbs the model's time-step embedding
-  with a forward hook that ``prepare_models`` adds for that batch only and ``cleanup_models``
-  removes.
+* :class:`ICGGuidance` (batch ``pred_uncond``): the condition fields (text, pooled text and
+  image embeddings by default) replaced by an *independent* condition built from the conditional
+  inputs (the negative inputs are ignored), drawn afresh in every ``prepare_inputs``, i.e. every step;
+* :class:`TSGGuidance` (batch ``pred_uncond``): the conditional inputs, with the model's time-step
+  embedding perturbed by a forward hook that ``prepare_models`` adds for that batch only and
+  ``cleanup_models`` removes;
+* :class:`ICGTSGGuidance`: both terms at once (batches ``pred_icg`` and ``pred_tsg``), since a
+  modular pipeline runs one guider.
 
 They are ``BaseGuidance`` subclasses with ``register_to_config``, so ``save_pretrained`` /
 ``from_pretrained`` / ``new`` work as for diffusers' guiders (ICG's maker is a Python callable
-and is not saved; ``new`` carries it over).
+and is not saved; ``new`` carries it over). In a modular pipeline::
+
+    pipe = StableDiffusionXLAutoBlocks().init_pipeline("stabilityai/stable-diffusion-xl-base-1.0")
+    pipe.load_components(torch_dtype=torch.float16)
+    pipe.update_components(guider=ICGGuidance(guidance_scale=7.5))   # or TSGGuidance, ICGTSGGuidance
+    image = pipe(prompt="a cat", output="images")[0]
 """
 
 from __future__ import annotations
 
 import math
 from contextlib import ExitStack
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from diffusers.configuration_utils import register_to_config
@@ -48,6 +56,16 @@ if TYPE_CHECKING:
     from diffusers.modular_pipelines.modular_pipeline import BlockState
 
 PREDICTIONS = ["pred_cond", "pred_uncond"]
+# Inputs that carry the condition in diffusers' denoise steps and models: the SDXL blocks'
+# prompt_embeds, pooled text_embeds and IP-adapter image_embeds; the SD3 blocks' encoder_hidden_states
+# and pooled text_embeds; the SD3 / Flux transformers' pooled_projections; encoder_hidden_states(_2)
+# of the Flux2, Wan, QwenImage, HunyuanVideo blocks. Masks, ids and size conditioning (time_ids) are
+# not conditions and keep their conditional values.
+CONDITION_FIELDS = ("prompt_embeds", "encoder_hidden_states", "encoder_hidden_states_2", "text_embeds",
+                    "pooled_projections", "image_embeds")
+
+# prepare_inputs' argument: each field is one value shared by all batches or a (cond, uncond) pair.
+Inputs = dict[str, Any]
 
 
 def _in_step_range(guider: BaseGuidance) -> bool:
@@ -64,28 +82,187 @@ def _scale_is_no_op(scale: float, original_formulation: bool) -> bool:
     return math.isclose(scale, 0.0 if original_formulation else 1.0)
 
 
-def _combine(guider: BaseGuidance, enabled: bool, pred_cond: Tensor, pred_uncond: Tensor | None) -> GuiderOutput:
-    """The guided prediction ``[B, ...]`` from the two batches' predictions (``pred_cond`` if off)."""
+def _guide(guider: BaseGuidance, pred_cond: Tensor, terms: list[tuple[float, Tensor | None]]) -> Tensor:
+    """``D_c + Σ (w − 1)·(D_c − D_g)`` over the terms ``(w, D_g)`` that ran, then diffusers' rescale.
+
+    All predictions are ``[B, ...]``; a term whose ``D_g`` is None (its batch did not run) adds
+    nothing. One term gives CFG's ``D_g + w·(D_c − D_g)``; with ``use_original_formulation`` each
+    weight is ``w`` instead, i.e. ``D_c + w·(D_c − D_g)``.
+    """
+    offset = 0.0 if guider.use_original_formulation else 1.0
     pred = pred_cond
-    if enabled:
-        base = pred_cond if guider.use_original_formulation else pred_uncond
-        pred = base + guider.guidance_scale * (pred_cond - pred_uncond)
+    for scale, pred_guidance in terms:
+        if pred_guidance is not None:
+            pred = pred + (scale - offset) * (pred_cond - pred_guidance)
     if guider.guidance_rescale > 0.0:
         pred = rescale_noise_cfg(pred, pred_cond, guider.guidance_rescale)
-    return GuiderOutput(pred=pred, pred_cond=pred_cond, pred_uncond=pred_uncond)
+    return pred
 
 
-def _fields_of(data: BlockState, input_fields: dict[str, str | tuple[str, str]]) -> dict[str, Tensor]:
-    """The conditional value of each input field present on ``data`` (block-state form of the protocol)."""
-    values = {}
+def _pairs_of(data: BlockState, input_fields: dict[str, str | tuple[str, str]]) -> Inputs:
+    """``prepare_inputs``' argument read from a block state: each field's conditional attribute, paired.
+
+    As in diffusers' ``_prepare_batch_from_block_state``, a field whose attribute ``data`` lacks
+    is left out and one whose attribute is None stays None. Only the conditional attribute is
+    read (``(cond, cond)``), since no batch of these guiders uses the unconditional one.
+    """
+    pairs = {}
     for name, field in input_fields.items():
-        value = getattr(data, field if isinstance(field, str) else field[0], None)
-        if value is not None:
-            values[name] = value
-    return values
+        attribute = field if isinstance(field, str) else field[0]
+        if hasattr(data, attribute):
+            value = getattr(data, attribute)
+            pairs[name] = (value, value)
+    return pairs
 
 
-class ICGGuidance(BaseGuidance):
+def _check_tsg_settings(owner: str, noise_scale: float, noise_exponent: float, num_train_timesteps: int) -> None:
+    """Raise GenlabError unless TSG's s and α are finite and >= 0 and the timestep range is positive."""
+    for name, value in (("noise_scale", noise_scale), ("noise_exponent", noise_exponent)):
+        if not (math.isfinite(value) and value >= 0):
+            raise GenlabError(f"{owner} {name} must be a finite number >= 0, got {value}")
+    if num_train_timesteps < 1:
+        raise GenlabError(f"{owner} num_train_timesteps must be at least 1, got {num_train_timesteps}")
+
+
+class _GenlabGuidance(BaseGuidance):
+    """The batch bookkeeping that genlab's guiders share.
+
+    A subclass lists the predictions that run at the current step in ``_active_predictions``
+    (``pred_cond`` first). The batch of ``_independent_prediction`` gets ICG's independent condition
+    (``_independent``), every other batch the conditional inputs; while the batch of
+    ``_perturbed_prediction`` runs, TSG's hooks (``_perturb``) noise the time-step embedding.
+    """
+
+    _input_predictions = PREDICTIONS
+    _independent_prediction: str | None = None
+    _perturbed_prediction: str | None = None
+    _hooks: ExitStack | None = None
+
+    def _active_predictions(self) -> list[str]:
+        raise NotImplementedError
+
+    def _term_on(self, scale: float) -> bool:
+        """Whether a term of scale w runs now: enabled, step in ``[start, stop)``, w not a no-op."""
+        return (self._enabled and _in_step_range(self)
+                and not _scale_is_no_op(scale, self.use_original_formulation))
+
+    def _current_prediction(self) -> str | None:
+        """The prediction whose batch ``prepare_models`` was last called for (None before the first)."""
+        active = self._active_predictions()
+        return active[self._count_prepared - 1] if 0 < self._count_prepared <= len(active) else None
+
+    def prepare_inputs(self, data: Inputs) -> list[BlockState]:
+        """One batch per active prediction; a ``(cond, uncond)`` pair gives ``cond`` (or ICG's ŷ).
+
+        Pairs keep diffusers' form: ``(None, None)`` gives the field None, as for CFG, so a model
+        input such as SDXL's ``image_embeds`` stays present; a single value is shared by all batches.
+        """
+        return [self._prepare_batch(self._independent(data), 1, name) if name == self._independent_prediction
+                else self._prepare_batch(data, 0, name) for name in self._active_predictions()]
+
+    def prepare_inputs_from_block_state(self, data: BlockState,
+                                        input_fields: dict[str, str | tuple[str, str]]) -> list[BlockState]:
+        """Same as :meth:`prepare_inputs`, reading the conditional fields from a block state."""
+        return self.prepare_inputs(_pairs_of(data, input_fields))
+
+    def set_state(self, step: int, num_inference_steps: int, timestep: Tensor) -> None:
+        """Start a step (removing hooks left by a step that failed between prepare and cleanup)."""
+        self._remove_hooks()
+        super().set_state(step, num_inference_steps, timestep)
+
+    def prepare_models(self, denoiser: nn.Module) -> None:
+        """Count the batch; before the TSG batch, hook the time embedding(s) of ``denoiser``."""
+        self._count_prepared += 1
+        current = self._current_prediction()
+        if current is not None and current == self._perturbed_prediction:
+            self._perturb(denoiser)
+
+    def cleanup_models(self, denoiser: nn.Module) -> None:
+        """Remove the hooks added by :meth:`prepare_models` (no-op after the other batches)."""
+        self._remove_hooks()
+
+    def _remove_hooks(self) -> None:
+        if self._hooks is not None:
+            self._hooks.close()
+            self._hooks = None
+
+    @property
+    def is_conditional(self) -> bool:
+        """False only for ICG's batch (the one with the independent condition)."""
+        return self._current_prediction() != self._independent_prediction
+
+    @property
+    def num_conditions(self) -> int:
+        return len(self._active_predictions())
+
+
+class _IndependentCondition:
+    """ICG's part of a guider: the batch's condition fields redrawn independently of the real ones.
+
+    Needs ``condition_fields`` and ``independent_condition`` (a maker or None, not saved) on the guider.
+    """
+
+    ignore_for_config = ["independent_condition"]
+
+    def new(self, **kwargs):
+        """A copy with optional config overrides; keeps the maker unless ``independent_condition`` is given."""
+        maker = kwargs.pop("independent_condition", self.independent_condition)
+        guider = super().new(**kwargs)
+        guider.independent_condition = maker
+        return guider
+
+    def _independent(self, data: Inputs) -> Inputs:
+        """``data`` as ``(cond, ŷ)`` pairs for tuple index 1, with ŷ drawn now for the condition fields.
+
+        Other pairs become ``(cond, cond)`` (so ``(None, None)`` stays), single values stay shared,
+        and a condition field given as a single value gets ŷ all the same.
+        """
+        return {key: self._pair(key, value) for key, value in data.items()}
+
+    def _pair(self, key: str, value: Any) -> Any:
+        cond = value[0] if isinstance(value, tuple) else value
+        if key in self.condition_fields and cond is not None:
+            return cond, self._make(key, cond)
+        return (cond, cond) if isinstance(value, tuple) else value
+
+    def _make(self, key: str, condition: Tensor | list[Tensor]) -> Tensor | list[Tensor]:
+        """ŷ for one field, shaped like ``condition`` (``[B, ...]``, or a list of them: IP-adapters)."""
+        if isinstance(condition, list):
+            return [self._make(key, item) for item in condition]
+        if not isinstance(condition, Tensor):
+            raise GenlabError(f"ICGGuidance: input {key!r} is a {type(condition).__name__}, not a tensor, so it "
+                              "cannot be redrawn; leave it out of condition_fields")
+        if self.independent_condition is not None:
+            return self.independent_condition(condition)
+        if not condition.is_floating_point():
+            raise GenlabError(
+                f"ICGGuidance: input {key!r} holds integer ids, which the default Gaussian condition cannot "
+                "replace; pass independent_condition (e.g. genlab.guidance.random_class(num_classes))"
+            )
+        return gaussian_embedding()(condition)
+
+
+class _TimeStepNoise:
+    """TSG's part of a guider: hooks that noise the denoiser's time-step embedding.
+
+    Needs ``noise_scale``, ``noise_exponent``, ``first_blocks``, ``time_embedding`` and
+    ``num_train_timesteps`` on the guider.
+    """
+
+    def _perturb(self, denoiser: nn.Module) -> None:
+        """Hook the time embedding(s) of ``denoiser`` until ``_remove_hooks``."""
+        modules = time_embedding_modules(denoiser, self.first_blocks, self.time_embedding)
+        self._hooks = ExitStack()
+        self._hooks.enter_context(perturbed_time_embedding(modules, slice(None), self._noise_level()))
+
+    def _noise_level(self) -> Tensor:
+        """``s·t^α`` for the current step, shape ``[1]``."""
+        timestep = torch.as_tensor(self._timestep if self._timestep is not None else self.num_train_timesteps)
+        t = (timestep.float().flatten()[:1] / self.num_train_timesteps).clamp(0, 1)
+        return self.noise_scale * t.pow(self.noise_exponent)
+
+
+class ICGGuidance(_IndependentCondition, _GenlabGuidance):
     """Independent condition guidance (ICG): CFG's formula with an independent condition as "unconditional".
 
     Reference: Sadat et al., "No Training, No Problem: Rethinking Classifier-Free Guidance for
@@ -97,13 +274,16 @@ class ICGGuidance(BaseGuidance):
     ``prepare_inputs(data)`` returns the batches: ``pred_cond`` takes the first element of every
     ``(cond, uncond)`` tuple as CFG does; ``pred_uncond`` also takes the *conditional* element, then
     every field named in ``condition_fields`` is replaced by ``independent_condition(value)``,
-    fresh on every call, hence every step. Fields given as one tensor are shared by both batches.
-    ``prepare_models`` / ``cleanup_models`` only count batches (no hooks); ``forward`` is CFG's.
+    fresh on every call, hence every step. ``(None, None)`` fields stay None and fields given as one
+    value are shared by both batches. ``prepare_models`` / ``cleanup_models`` only count batches (no
+    hooks); ``forward`` is CFG's.
 
     Args:
         guidance_scale: w; 1 means no guidance.
-        condition_fields: input names that carry the condition (e.g. ``prompt_embeds`` for SDXL and
-            SD3 blocks, ``encoder_hidden_states``, pooled ``text_embeds``, ``class_labels``).
+        condition_fields: input names that carry the condition; the default
+            :data:`CONDITION_FIELDS` covers diffusers' SDXL, SD3, Flux-style and Wan pipelines
+            (text embeddings, pooled text embeddings, IP-adapter image embeddings). Add e.g.
+            ``class_labels`` for class models.
         guidance_rescale: diffusers' rescale factor (0 = off).
         use_original_formulation: guide as ``cond + w·(cond − uncond)`` instead.
         start, stop: fractions of the denoising steps where guidance is on.
@@ -114,12 +294,10 @@ class ICGGuidance(BaseGuidance):
             Not part of the saved config.
     """
 
-    _input_predictions = PREDICTIONS
-    ignore_for_config = ["independent_condition"]
+    _independent_prediction = "pred_uncond"
 
     @register_to_config
-    def __init__(self, guidance_scale: float = 7.5,
-                 condition_fields: tuple[str, ...] = ("prompt_embeds", "encoder_hidden_states"),
+    def __init__(self, guidance_scale: float = 7.5, condition_fields: tuple[str, ...] = CONDITION_FIELDS,
                  guidance_rescale: float = 0.0, use_original_formulation: bool = False,
                  start: float = 0.0, stop: float = 1.0, enabled: bool = True,
                  independent_condition: ConditionMaker | None = None):
@@ -130,62 +308,16 @@ class ICGGuidance(BaseGuidance):
         self.use_original_formulation = use_original_formulation
         self.independent_condition = independent_condition
 
-    def new(self, **kwargs) -> ICGGuidance:
-        """A copy with optional config overrides; keeps the maker unless ``independent_condition`` is given."""
-        maker = kwargs.pop("independent_condition", self.independent_condition)
-        guider = super().new(**kwargs)
-        guider.independent_condition = maker
-        return guider
-
-    def prepare_inputs(self, data: dict[str, Tensor | tuple[Tensor | None, Tensor | None]]) -> list[BlockState]:
-        """The ``pred_cond`` batch, plus the ``pred_uncond`` batch with a fresh independent condition."""
-        batches = [self._prepare_batch(data, 0, PREDICTIONS[0])]
-        if self.num_conditions == 2:
-            batches.append(self._prepare_batch(self._independent(data), 0, PREDICTIONS[1]))
-        return batches
-
-    def prepare_inputs_from_block_state(self, data: BlockState,
-                                        input_fields: dict[str, str | tuple[str, str]]) -> list[BlockState]:
-        """Same as :meth:`prepare_inputs`, reading the conditional fields from a block state."""
-        return self.prepare_inputs(_fields_of(data, input_fields))
-
-    def _independent(self, data: dict) -> dict:
-        """``data`` with tuples reduced to their conditional element and condition fields redrawn."""
-        values = {key: value[0] if isinstance(value, tuple) else value for key, value in data.items()}
-        for key in self.condition_fields:
-            if isinstance(values.get(key), Tensor):
-                values[key] = self._make(key, values[key])
-        return values
-
-    def _make(self, key: str, condition: Tensor) -> Tensor:
-        """The independent condition for one field, shaped like ``condition``."""
-        if self.independent_condition is not None:
-            return self.independent_condition(condition)
-        if not condition.is_floating_point():
-            raise GenlabError(
-                f"ICGGuidance: input {key!r} holds integer ids, which the default Gaussian condition cannot "
-                "replace; pass independent_condition (e.g. genlab.guidance.random_class(num_classes))"
-            )
-        return gaussian_embedding()(condition)
+    def _active_predictions(self) -> list[str]:
+        return PREDICTIONS[: 1 + self._term_on(self.guidance_scale)]
 
     def forward(self, pred_cond: Tensor, pred_uncond: Tensor | None = None) -> GuiderOutput:
         """``pred_uncond + w·(pred_cond − pred_uncond)``, or ``pred_cond`` while ICG is off."""
-        return _combine(self, self._is_icg_enabled(), pred_cond, pred_uncond)
-
-    @property
-    def is_conditional(self) -> bool:
-        return self._count_prepared == 1
-
-    @property
-    def num_conditions(self) -> int:
-        return 2 if self._is_icg_enabled() else 1
-
-    def _is_icg_enabled(self) -> bool:
-        return (self._enabled and _in_step_range(self)
-                and not _scale_is_no_op(self.guidance_scale, self.use_original_formulation))
+        pred = _guide(self, pred_cond, [(self.guidance_scale, pred_uncond)])
+        return GuiderOutput(pred=pred, pred_cond=pred_cond, pred_uncond=pred_uncond)
 
 
-class TSGGuidance(BaseGuidance):
+class TSGGuidance(_TimeStepNoise, _GenlabGuidance):
     """Time-step guidance (TSG): guide away from the model run with a noisy time-step embedding.
 
     Reference: Sadat et al. (2024), as :class:`ICGGuidance`. Both batches use the conditional
@@ -199,7 +331,8 @@ class TSGGuidance(BaseGuidance):
     CFG's signature, though it is the *perturbed conditional* prediction (``is_conditional`` is
     True for both). ``prepare_models(model)``, on the second batch, adds forward hooks on the
     time-embedding module(s) found by :func:`genlab.guidance.time_embedding_modules` (a UNet's
-    ``time_embedding``; each DiT block's ``norm1.emb.timestep_embedder``, of which
+    ``time_embedding``; SD3's and Flux's ``time_text_embed.timestep_embedder``; Wan's
+    ``condition_embedder.time_embedder``; each DiT block's ``norm1.emb.timestep_embedder``, of which
     ``first_blocks`` selects the first N); ``cleanup_models`` removes them, as
     ``SkipLayerGuidance`` does with its layer-skip hooks. Plain torch forward hooks are used (via
     :func:`genlab.guidance.perturbed_time_embedding`), so they compose with diffusers' hook registry.
@@ -214,21 +347,20 @@ class TSGGuidance(BaseGuidance):
         guidance_rescale: diffusers' rescale factor (0 = off).
         use_original_formulation: guide as ``cond + w·(cond − perturbed)`` instead.
         enabled: switch guidance off entirely.
+        time_embedding: dotted name of the denoiser's module whose output is the time-step
+            embedding (e.g. ``"time_text_embed.timestep_embedder"``), for models genlab does not
+            find on its own; None searches the known names.
     """
 
-    _input_predictions = PREDICTIONS
+    _perturbed_prediction = "pred_uncond"
 
     @register_to_config
     def __init__(self, guidance_scale: float = 3.0, noise_scale: float = 1.0, noise_exponent: float = 0.0,
                  start: float = 0.0, stop: float = 1.0, first_blocks: int | None = None,
                  num_train_timesteps: int = 1000, guidance_rescale: float = 0.0,
-                 use_original_formulation: bool = False, enabled: bool = True):
+                 use_original_formulation: bool = False, enabled: bool = True, time_embedding: str | None = None):
         super().__init__(start, stop, enabled)
-        for name, value in (("noise_scale", noise_scale), ("noise_exponent", noise_exponent)):
-            if not (math.isfinite(value) and value >= 0):
-                raise GenlabError(f"TSGGuidance {name} must be a finite number >= 0, got {value}")
-        if num_train_timesteps < 1:
-            raise GenlabError(f"TSGGuidance num_train_timesteps must be at least 1, got {num_train_timesteps}")
+        _check_tsg_settings("TSGGuidance", noise_scale, noise_exponent, num_train_timesteps)
         self.guidance_scale = guidance_scale
         self.noise_scale = noise_scale
         self.noise_exponent = noise_exponent
@@ -236,57 +368,69 @@ class TSGGuidance(BaseGuidance):
         self.num_train_timesteps = num_train_timesteps
         self.guidance_rescale = guidance_rescale
         self.use_original_formulation = use_original_formulation
-        self._hooks: ExitStack | None = None
+        self.time_embedding = time_embedding
 
-    def set_state(self, step: int, num_inference_steps: int, timestep: Tensor) -> None:
-        """Start a step (removing hooks left by a step that failed between prepare and cleanup)."""
-        self._remove_hooks()
-        super().set_state(step, num_inference_steps, timestep)
-
-    def prepare_inputs(self, data: dict[str, Tensor | tuple[Tensor | None, Tensor | None]]) -> list[BlockState]:
-        """``num_conditions`` batches, all with the conditional inputs."""
-        return [self._prepare_batch(data, 0, name) for name in PREDICTIONS[: self.num_conditions]]
-
-    def prepare_inputs_from_block_state(self, data: BlockState,
-                                        input_fields: dict[str, str | tuple[str, str]]) -> list[BlockState]:
-        """Same as :meth:`prepare_inputs`, reading the conditional fields from a block state."""
-        return self.prepare_inputs(_fields_of(data, input_fields))
-
-    def prepare_models(self, denoiser: nn.Module) -> None:
-        """Count the batch; on the guidance batch, hook the time embedding(s) of ``denoiser``."""
-        self._count_prepared += 1
-        if self._count_prepared == 2 and self._is_tsg_enabled():
-            modules = time_embedding_modules(denoiser, self.first_blocks)
-            self._hooks = ExitStack()
-            self._hooks.enter_context(perturbed_time_embedding(modules, slice(None), self._noise_level()))
-
-    def cleanup_models(self, denoiser: nn.Module) -> None:
-        """Remove the hooks added by :meth:`prepare_models` (no-op after the conditional batch)."""
-        self._remove_hooks()
-
-    def _remove_hooks(self) -> None:
-        if self._hooks is not None:
-            self._hooks.close()
-            self._hooks = None
-
-    def _noise_level(self) -> Tensor:
-        """``s·t^α`` for the current step, shape ``[1]``."""
-        timestep = torch.as_tensor(self._timestep if self._timestep is not None else self.num_train_timesteps)
-        t = (timestep.float().flatten()[:1] / self.num_train_timesteps).clamp(0, 1)
-        return self.noise_scale * t.pow(self.noise_exponent)
+    def _active_predictions(self) -> list[str]:
+        return PREDICTIONS[: 1 + (self._term_on(self.guidance_scale) and self.noise_scale > 0)]
 
     def forward(self, pred_cond: Tensor, pred_uncond: Tensor | None = None) -> GuiderOutput:
         """``perturbed + w·(pred_cond − perturbed)`` (``pred_uncond`` is the perturbed prediction)."""
-        return _combine(self, self._is_tsg_enabled(), pred_cond, pred_uncond)
+        pred = _guide(self, pred_cond, [(self.guidance_scale, pred_uncond)])
+        return GuiderOutput(pred=pred, pred_cond=pred_cond, pred_uncond=pred_uncond)
 
     @property
     def is_conditional(self) -> bool:
         return True
 
-    @property
-    def num_conditions(self) -> int:
-        return 2 if self._is_tsg_enabled() else 1
 
-    def _is_tsg_enabled(self) -> bool:
-        return (self._enabled and _in_step_range(self) and self.noise_scale > 0
-                and not _scale_is_no_op(self.guidance_scale, self.use_original_formulation))
+class ICGTSGGuidance(_IndependentCondition, _TimeStepNoise, _GenlabGuidance):
+    """ICG and TSG together, as one diffusers guider (a modular pipeline runs a single guider).
+
+    With the conditional prediction ``D_c``, ICG's ``D_icg`` (independent condition) and TSG's
+    ``D_tsg`` (conditional inputs, noisy time-step embedding),
+
+        D̂ = D_c + (w_icg − 1)·(D_c − D_icg) + (w_tsg − 1)·(D_c − D_tsg)
+
+    which is genlab's ``--guidance icg+tsg`` (:class:`genlab.guidance.GuidedDenoiser`); each term
+    drops out (and its batch is not run) when its scale is a no-op, TSG's also when
+    ``noise_scale`` is 0, both outside ``[start, stop)`` or when disabled. Batches, in order:
+    ``pred_cond``, ``pred_icg``, ``pred_tsg``; the other settings mean what they mean for
+    :class:`ICGGuidance` and :class:`TSGGuidance` (``use_original_formulation`` makes each weight
+    ``w`` instead of ``w − 1``).
+    """
+
+    _input_predictions = ["pred_cond", "pred_icg", "pred_tsg"]
+    _independent_prediction = "pred_icg"
+    _perturbed_prediction = "pred_tsg"
+
+    @register_to_config
+    def __init__(self, icg_scale: float = 7.5, tsg_scale: float = 3.0, noise_scale: float = 1.0,
+                 noise_exponent: float = 0.0, condition_fields: tuple[str, ...] = CONDITION_FIELDS,
+                 first_blocks: int | None = None, num_train_timesteps: int = 1000, guidance_rescale: float = 0.0,
+                 use_original_formulation: bool = False, start: float = 0.0, stop: float = 1.0,
+                 enabled: bool = True, time_embedding: str | None = None,
+                 independent_condition: ConditionMaker | None = None):
+        super().__init__(start, stop, enabled)
+        _check_tsg_settings("ICGTSGGuidance", noise_scale, noise_exponent, num_train_timesteps)
+        self.icg_scale = icg_scale
+        self.tsg_scale = tsg_scale
+        self.noise_scale = noise_scale
+        self.noise_exponent = noise_exponent
+        self.condition_fields = tuple(condition_fields)
+        self.first_blocks = first_blocks
+        self.num_train_timesteps = num_train_timesteps
+        self.guidance_rescale = guidance_rescale
+        self.use_original_formulation = use_original_formulation
+        self.time_embedding = time_embedding
+        self.independent_condition = independent_condition
+
+    def _active_predictions(self) -> list[str]:
+        icg = self._term_on(self.icg_scale)
+        tsg = self._term_on(self.tsg_scale) and self.noise_scale > 0
+        return ["pred_cond"] + ["pred_icg"] * icg + ["pred_tsg"] * tsg
+
+    def forward(self, pred_cond: Tensor, pred_icg: Tensor | None = None,
+                pred_tsg: Tensor | None = None) -> GuiderOutput:
+        """``D̂`` from the predictions of the batches that ran (``pred_uncond`` of the output is None)."""
+        pred = _guide(self, pred_cond, [(self.icg_scale, pred_icg), (self.tsg_scale, pred_tsg)])
+        return GuiderOutput(pred=pred, pred_cond=pred_cond, pred_uncond=None)

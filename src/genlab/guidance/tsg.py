@@ -17,8 +17,20 @@ from torch import Tensor, nn
 
 from genlab.errors import GenlabError
 
-# Attribute paths, tried in order: genlab nets, diffusers UNets / video transformers.
-SHARED_EMBEDDING_NAMES = ("time_embed", "time_embedding")
+# Dotted paths of a time-step embedding shared by all blocks, tried in order (the first present wins).
+# Deeper paths come first where a shallower one returns more than the embedding (AdaLayerNormSingle).
+SHARED_EMBEDDING_PATHS = (
+    "time_embed.emb.timestep_embedder",  # diffusers Sana, LTX-Video (AdaLayerNormSingle)
+    "time_embed.timestep_embedder",  # diffusers Sana with guidance embeddings
+    "time_embed",  # genlab nets
+    "time_embedding",  # diffusers UNets, CogVideoX
+    "time_text_embed.timestep_embedder",  # diffusers SD3, Flux, QwenImage, HunyuanVideo
+    "time_guidance_embed.timestep_embedder",  # diffusers Flux2
+    "condition_embedder.time_embedder",  # diffusers Wan
+    "adaln_single.emb.timestep_embedder",  # diffusers PixArt
+)
+# Path, inside each of ``transformer_blocks``, of a per-block time-step embedding (diffusers DiT).
+PER_BLOCK_PATH = "norm1.emb.timestep_embedder"
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -30,39 +42,63 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model
 
 
-def time_embedding_modules(model: nn.Module, first_blocks: int | None = None) -> list[nn.Module]:
-    """The module(s) whose output is the time-step embedding of ``model``.
+def _submodule(net: nn.Module, path: str) -> nn.Module | None:
+    """``net``'s module at the dotted ``path``, or None if there is none."""
+    try:
+        return net.get_submodule(path)
+    except AttributeError:
+        return None
 
-    * genlab nets: ``time_embed``; diffusers UNets and CogVideoX-style models: ``time_embedding``
-      (one embedding shared by all blocks);
+
+def time_embedding_modules(model: nn.Module, first_blocks: int | None = None,
+                           path: str | None = None) -> list[nn.Module]:
+    """The module(s) whose output is the time-step embedding ``[B, D]`` of ``model``.
+
+    * ``path`` given: the module at that dotted name (e.g. ``"time_text_embed.timestep_embedder"``),
+      for models not listed below;
     * diffusers DiT: each block's ``norm1.emb.timestep_embedder`` (one per block), so
       ``first_blocks=N`` perturbs only the first N blocks. (diffusers' DiT also reuses block 0's
       embedder for its output layer, which therefore sees the perturbation whenever block 0 does.)
+    * one embedding shared by all blocks, at the first of :data:`SHARED_EMBEDDING_PATHS` present:
+      genlab nets' ``time_embed``, diffusers UNets' and CogVideoX's ``time_embedding``, SD3's and
+      Flux's ``time_text_embed.timestep_embedder`` (the timestep part only, not the pooled text or
+      guidance embedding), Wan's ``condition_embedder.time_embedder``, PixArt's, Sana's, ...
 
-    Raises GenlabError if there is none, or if ``first_blocks`` is asked of a model whose blocks
-    share one embedding.
+    Paths are relative to the network inside genlab's denoiser wrappers. Raises GenlabError if
+    there is none (naming ``time_embedding=`` as the way out), or if ``first_blocks`` is asked of
+    a model whose blocks share one embedding.
     """
     net = _unwrap(model)
-    blocks = getattr(net, "transformer_blocks", None)
-    per_block = [getattr(getattr(getattr(b, "norm1", None), "emb", None), "timestep_embedder", None)
-                 for b in (blocks or [])]
-    if blocks and all(isinstance(m, nn.Module) for m in per_block):
+    if path is not None:
+        module = _submodule(net, path)
+        if module is None:
+            raise GenlabError(f"{type(net).__name__} has no module named {path!r} to use as its time embedding")
+        return _shared(net, path, module, first_blocks)
+    blocks = getattr(net, "transformer_blocks", None) or []
+    per_block = [_submodule(block, PER_BLOCK_PATH) for block in blocks]
+    if per_block and all(module is not None for module in per_block):
         if first_blocks is not None and not 1 <= first_blocks <= len(per_block):
             raise GenlabError(f"first_blocks must be in [1, {len(per_block)}] for this model, got {first_blocks}")
         return per_block[:first_blocks]
-    for name in SHARED_EMBEDDING_NAMES:
-        module = getattr(net, name, None)
-        if isinstance(module, nn.Module):
-            if first_blocks is not None:
-                raise GenlabError(
-                    f"{type(net).__name__} computes one time embedding ({name}) shared by all blocks, so TSG "
-                    "cannot be limited to the first blocks; leave first_blocks unset"
-                )
-            return [module]
+    for name in SHARED_EMBEDDING_PATHS:
+        module = _submodule(net, name)
+        if module is not None:
+            return _shared(net, name, module, first_blocks)
     raise GenlabError(
-        f"{type(net).__name__} has no time-embedding module (looked for {', '.join(SHARED_EMBEDDING_NAMES)} "
-        "and per-block norm1.emb.timestep_embedder); TSG needs one"
+        f"{type(net).__name__} has no time-embedding module genlab knows (looked for per-block {PER_BLOCK_PATH} "
+        f"and {', '.join(SHARED_EMBEDDING_PATHS)}); TSG needs one: name the module whose output is the "
+        "time-step embedding with time_embedding='dotted.name' (TSGGuidance) or path= (time_embedding_modules)"
     )
+
+
+def _shared(net: nn.Module, name: str, module: nn.Module, first_blocks: int | None) -> list[nn.Module]:
+    """``[module]``, the one embedding ``name`` that all blocks of ``net`` share (so no ``first_blocks``)."""
+    if first_blocks is not None:
+        raise GenlabError(
+            f"{type(net).__name__} computes one time embedding ({name}) shared by all blocks, so TSG "
+            "cannot be limited to the first blocks; leave first_blocks unset"
+        )
+    return [module]
 
 
 @contextmanager
@@ -78,6 +114,9 @@ def perturbed_time_embedding(modules: list[nn.Module], rows: slice, noise_scale:
     """
 
     def hook(module: nn.Module, inputs, output: Tensor) -> Tensor:
+        if not isinstance(output, Tensor):
+            raise GenlabError(f"TSG: the time-embedding module {type(module).__name__} returns a "
+                              f"{type(output).__name__}, not the embedding tensor; pass the module that outputs it as time_embedding=")
         branch = output[rows]
         spread = branch.float().std(dim=-1, keepdim=True)
         scale = noise_scale.to(output.device).reshape(-1, *([1] * (branch.dim() - 1)))
