@@ -9,7 +9,8 @@
 
 ``x [B, T, C, H, W]``, ``sigma [B]``, ``plucker [B, T, 6, H, W]`` from
 :func:`~genlab.camera.plucker.plucker_embedding` at the model's input resolution.
-:func:`save_camera_model` / :func:`load_camera_model` write and read them as folders.
+:func:`save_camera_model` / :func:`load_camera_model` write and read them as folders; a CogVideoX
+base (:class:`~genlab.camera.cogvideox.CogVideoXDenoiser`) is saved as a reference to its folder.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from genlab.camera.cogvideox import CogVideoXDenoiser
 from genlab.camera.controlnet import PLUCKER_CHANNELS, CameraControlNet, camera_control, taps_for
 from genlab.core.denoiser import EDMDenoiser
 from genlab.core.nets import VideoDiT
@@ -69,7 +71,8 @@ class ControlNetCameraDenoiser(CameraBlindDenoiser):
 
     Args:
         base: a denoiser over a supported backbone: an :class:`EDMDenoiser` of a genlab ``VideoDiT``,
-            or a :class:`~genlab.core.denoiser.DiffusersDenoiser` of a CogVideoX transformer.
+            or a :class:`~genlab.core.denoiser.DiffusersDenoiser` of a CogVideoX transformer (a
+            :class:`~genlab.camera.cogvideox.CogVideoXDenoiser` to be saved).
         controlnet: the camera branch, sized for the backbone (:meth:`CameraControlNet.for_backbone`).
         window: ``(start, end)`` diffusion times in ``[0, 1]`` (0 = clean, 1 = pure noise, as
             ``base.time_fraction``) where the branch runs; elsewhere the base runs alone.
@@ -141,13 +144,25 @@ class ConcatCameraDenoiser(EDMDenoiser):
 
 
 def save_camera_model(denoiser: nn.Module, folder: Path | str) -> None:
-    """Write a camera denoiser (any of the three variants over a genlab VideoDiT) to ``folder``."""
+    """Write a camera denoiser (any of the three variants) to ``folder``.
+
+    A genlab VideoDiT base (or the concat model's net) is copied in; a CogVideoX base is recorded
+    as a reference to its CogVideoX folder (``"cogvideox"`` in ``genlab.json``), so only the
+    camera branch is written.
+    """
     folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     info = {"method": "camera", "variant": denoiser.variant}
     if isinstance(denoiser, ConcatCameraDenoiser):
         save_video_model(denoiser, folder / "net")
-    else:
+    elif isinstance(denoiser.base, CogVideoXDenoiser):
+        info["cogvideox"] = denoiser.base.reference()
+    elif isinstance(denoiser.base, EDMDenoiser):
         save_video_model(denoiser.base, folder / "base")
+    else:
+        raise GenlabError(f"cannot save a camera model on a {type(denoiser.base).__name__}: a diffusers base is saved "
+                          "as a reference to its local CogVideoX folder, so load it with "
+                          "genlab.camera.cogvideox.CogVideoXDenoiser.from_folder(FOLDER)")
     if isinstance(denoiser, ControlNetCameraDenoiser):
         denoiser.controlnet.save_pretrained(folder / "controlnet")
         info["window"] = list(denoiser.window)
@@ -162,7 +177,10 @@ def load_camera_model(path: Path | str) -> nn.Module:
     if info["variant"] == "concat":
         net_denoiser = load_video_model(folder / "net")
         return ConcatCameraDenoiser(net_denoiser.net, net_denoiser.schedule).eval()
-    base = load_video_model(folder / "base")
+    if "cogvideox" in info:
+        base = CogVideoXDenoiser.from_reference(info["cogvideox"])
+    else:
+        base = load_video_model(folder / "base")
     if info["variant"] == "none":
         return CameraBlindDenoiser(base).eval()
     controlnet = CameraControlNet.from_pretrained(folder / "controlnet")

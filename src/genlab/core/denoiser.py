@@ -5,7 +5,8 @@
 * :class:`DiffusersDenoiser` turns a diffusers ε-, v- or x0-prediction model plus its discrete
   variance-preserving scheduler into a denoiser, so genlab's samplers and guidance run on real
   diffusers models. In VP form ``x_t = sqrt(ᾱ_t)·x0 + sqrt(1−ᾱ_t)·ε``, which is the EDM sample
-  ``x = x0 + σ·ε`` scaled by ``sqrt(ᾱ_t)``, with ``σ_t = sqrt((1 − ᾱ_t) / ᾱ_t)``.
+  ``x = x0 + σ·ε`` scaled by ``sqrt(ᾱ_t)``, with ``σ_t = sqrt((1 − ᾱ_t) / ᾱ_t)``
+  (:func:`vp_sigmas`, the one place genlab turns a scheduler's ᾱ into σ).
 
 All denoisers take ``x [B, ...]`` and ``sigma [B]`` (float) and return ``x0_hat`` shaped like ``x``;
 each exposes ``sigma_min`` / ``sigma_max``, the noise-level range it was trained on, and
@@ -49,6 +50,20 @@ class EDMDenoiser(nn.Module):
 
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+ALPHA_CUMPROD_FLOOR = 2.0**-24
+
+
+def vp_sigmas(alphas_cumprod) -> Tensor:
+    """EDM noise levels ``σ_t = sqrt((1 − ᾱ_t) / ᾱ_t)`` of a VP schedule's ``alphas_cumprod [T]``; float64 ``[T]``.
+
+    A zero-terminal-SNR schedule (``rescale_betas_zero_snr=True``, CogVideoX's) ends in ``ᾱ = 0``,
+    i.e. ``σ = ∞``. Like diffusers' Euler and DPM-Solver schedulers, which set that last ``ᾱ`` to
+    2⁻²⁴ (fp16's smallest subnormal), ``ᾱ`` is floored at :data:`ALPHA_CUMPROD_FLOOR`, so the
+    largest σ is ``sqrt(2²⁴ − 1) ≈ 4096``. Any earlier ``ᾱ`` below the floor (the last few of a
+    rescaled 1000-step schedule) is raised to it too, which keeps σ non-decreasing in ``t``.
+    """
+    alphas = torch.as_tensor(alphas_cumprod, dtype=torch.float64).clamp(min=ALPHA_CUMPROD_FLOOR)
+    return ((1 - alphas) / alphas).sqrt()
 
 
 class DiffusersDenoiser(nn.Module):
@@ -78,8 +93,14 @@ class DiffusersDenoiser(nn.Module):
                 f"prediction_type {self.prediction_type!r} is not supported; expected one of {PREDICTION_TYPES}"
             )
         self.integer_timesteps = integer_timesteps
-        alphas_cumprod = torch.as_tensor(scheduler.alphas_cumprod, dtype=torch.float64)
-        self.register_buffer("log_sigmas", (((1 - alphas_cumprod) / alphas_cumprod).sqrt()).log(), persistent=False)
+        self.register_buffer("log_sigmas", vp_sigmas(scheduler.alphas_cumprod).log(), persistent=False)
+        # σ → t inverts the table through the last timestep of each run of equal σ (the floored tail
+        # of a zero-terminal-SNR schedule is such a run): sigma_max maps to the last timestep, as in diffusers.
+        log_sigmas = self.log_sigmas
+        last_of_run = torch.cat([log_sigmas[1:] > log_sigmas[:-1], log_sigmas.new_ones(1, dtype=torch.bool)])
+        timesteps = torch.arange(len(log_sigmas), dtype=torch.float64, device=log_sigmas.device)
+        self.register_buffer("knot_log_sigmas", log_sigmas[last_of_run], persistent=False)
+        self.register_buffer("knot_timesteps", timesteps[last_of_run], persistent=False)
         self.sigma_min = float(self.log_sigmas[0].exp())
         self.sigma_max = float(self.log_sigmas[-1].exp())
 
@@ -92,12 +113,14 @@ class DiffusersDenoiser(nn.Module):
         return log_sigma.exp()
 
     def sigma_to_timestep(self, sigma: Tensor) -> Tensor:
-        """Fractional timestep whose σ is ``sigma`` (inverse of :meth:`timestep_to_sigma`)."""
-        log_sigma = sigma.to(torch.float64).log().clamp(self.log_sigmas[0], self.log_sigmas[-1])
-        high = torch.searchsorted(self.log_sigmas, log_sigma).clamp(1, len(self.log_sigmas) - 1)
+        """Fractional timestep whose σ is ``sigma`` (inverse of :meth:`timestep_to_sigma`; ``sigma_max``
+        gives the last timestep)."""
+        knots, timesteps = self.knot_log_sigmas, self.knot_timesteps
+        log_sigma = sigma.to(torch.float64).log().clamp(knots[0], knots[-1])
+        high = torch.searchsorted(knots, log_sigma).clamp(1, len(knots) - 1)
         low = high - 1
-        span = self.log_sigmas[high] - self.log_sigmas[low]
-        t = low + (log_sigma - self.log_sigmas[low]) / span
+        fraction = (log_sigma - knots[low]) / (knots[high] - knots[low])
+        t = timesteps[low] + fraction * (timesteps[high] - timesteps[low])
         return t.round() if self.integer_timesteps else t
 
     def time_fraction(self, sigma: Tensor) -> Tensor:

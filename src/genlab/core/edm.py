@@ -16,11 +16,10 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from genlab.core.config import SAMPLERS
 from genlab.errors import GenlabError
 
 Denoiser = Callable[..., Tensor]
-
-SAMPLERS = ("heun", "euler")
 
 
 @dataclass(frozen=True)
@@ -87,9 +86,9 @@ def karras_sigmas(
     Returns a float64 tensor of shape ``[num_steps + 1]``.
     """
     if num_steps < 1:
-        raise GenlabError(f"--steps must be at least 1, got {num_steps}")
-    if not 0 < sigma_min < sigma_max:
-        raise GenlabError(f"need 0 < sigma_min < sigma_max, got {sigma_min} and {sigma_max}")
+        raise GenlabError(f"--sampling-steps must be at least 1, got {num_steps}")
+    if not (math.isfinite(sigma_min) and math.isfinite(sigma_max) and 0 < sigma_min < sigma_max):
+        raise GenlabError(f"need finite noise levels 0 < sigma_min < sigma_max, got {sigma_min} and {sigma_max}")
     ramp = torch.linspace(0, 1, num_steps, dtype=torch.float64) if num_steps > 1 else torch.zeros(1, dtype=torch.float64)
     inv_rho = 1 / rho
     sigmas = (sigma_max**inv_rho + ramp * (sigma_min**inv_rho - sigma_max**inv_rho)) ** rho
