@@ -1,8 +1,9 @@
 """The four growth operators of "Stacking Your Transformers" on Hugging Face causal LMs.
 
 ``grow(model, operator, direction, factor)`` returns a :class:`Grown` holding an ordinary model of
-the same class (``save_pretrained``/``from_pretrained`` work) with ``factor`` × the layers
-(depth) or × the hidden size, heads and MLP width (width):
+the same class (``save_pretrained``/``from_pretrained`` work; ``Grown.save_pretrained`` and
+``Grown.from_pretrained`` also keep G_random's ramp) with ``factor`` × the layers (depth) or × the
+hidden size, heads and MLP width (width):
 
 ============  =====================================  ==========================================
 operator      depth                                  width
@@ -27,6 +28,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from transformers import PreTrainedModel
@@ -34,9 +36,10 @@ from transformers import PreTrainedModel
 from genlab.errors import GenlabError
 from genlab.growth.architectures import Architecture, architecture_of
 from genlab.growth.build import build_grown
+from genlab.growth.checkpoints import load_causal_lm
 from genlab.growth.learn import grow_learned
 from genlab.growth.plan import DepthPlan, check_factor, grown_config, width_plan
-from genlab.growth.ramp import GrowthRamp
+from genlab.growth.ramp import GrowthRamp, remove_saved_ramp
 from genlab.growth.tensors import extend_width, fresh_layer_tensor, split_width
 
 OPERATORS = ("direct", "learn", "zero", "random")
@@ -50,6 +53,24 @@ class Grown:
 
     model: PreTrainedModel
     ramp: GrowthRamp | None = None
+
+    def save_pretrained(self, directory: Path | str) -> None:
+        """``model.save_pretrained`` (the weights as the model computes now) plus, mid-ramp, the ramp's state.
+
+        The folder loads as an ordinary model with ``from_pretrained``; :meth:`from_pretrained`
+        also restores the ramp, so training continues it.
+        """
+        self.model.save_pretrained(directory)
+        if self.ramp is None:
+            remove_saved_ramp(directory)
+        else:
+            self.ramp.save(directory)
+
+    @classmethod
+    def from_pretrained(cls, directory: Path | str) -> Grown:
+        """Load a folder written by :meth:`save_pretrained`, with its ramp re-attached where it stopped."""
+        model = load_causal_lm(directory)
+        return cls(model, GrowthRamp.load(model, directory))
 
 
 def canonical_operator(name: str) -> str:

@@ -1,16 +1,24 @@
 """G_random's blending mask (MSG-style): new parts are scaled by ``m`` that ramps 0 → 1.
 
 The masked entries are those G_zero would have zeroed (:func:`~genlab.growth.tensors.unsafe_entries`
-and the residual writers of new layers); they hold random values and enter the forward pass as
-``m · value`` through a ``torch.nn.utils.parametrize`` parametrization, so the model keeps its
+and the residual writers of new layers); they hold random values ``v`` and enter the forward pass
+as ``m · v`` through a ``torch.nn.utils.parametrize`` parametrization, so the model keeps its
 class and optimisers see the ordinary parameters. At ``m = 0`` the grown model computes exactly
 what the small one did; :meth:`GrowthRamp.step` advances ``m`` by ``1/steps`` per optimiser step
 and removes the parametrizations once ``m`` reaches 1, leaving an ordinary model.
+
+Saving: while the ramp is active the model's ``state_dict()`` holds the *effective* weights
+(``m · v`` at masked entries) under the plain parameter names, so ``save_pretrained`` writes an
+ordinary checkpoint that ``from_pretrained`` loads with the logits the model had in memory.
+What that checkpoint cannot hold — ``v`` itself (at ``m = 0`` the effective entries are all
+zero), the masks and the progress — :meth:`GrowthRamp.save` writes beside it, and
+:meth:`GrowthRamp.load` puts back, so training continues the ramp where it stopped.
 """
 
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -21,6 +29,7 @@ from torch.nn.utils import parametrize
 from genlab.errors import GenlabError
 
 RAMP_FILE, MASK_FILE = "growth_ramp.json", "growth_ramp_masks.safetensors"
+VALUES_FILE = "growth_ramp_values.safetensors"
 
 
 class _Blend(nn.Module):
@@ -41,16 +50,22 @@ class GrowthRamp:
             raise GenlabError(f"ramp steps must be >= 1, got {steps}")
         self.model, self.masks, self.steps, self.done = model, masks, steps, done
         self.level = torch.tensor(min(done / steps, 1.0))
-        self._modules = [(module, attr, mask) for name, mask in masks.items()
-                         for module, attr in _holders(model, name)]
-        for module, attr, mask in self._modules:
-            parametrize.register_parametrization(module, attr, _Blend(mask, self.level), unsafe=True)
+        self.originals = {name: model.get_parameter(name) for name in masks}
+        self.holders = {name: _holders(model, name) for name in masks}
+        for name, holders in self.holders.items():
+            mask = masks[name].to(self.originals[name].device)
+            for path, attr in holders:
+                parametrize.register_parametrization(model.get_submodule(path), attr, _Blend(mask, self.level),
+                                                     unsafe=True)
+        # partial: torch marks its hooks with an attribute, which a bound method cannot take
+        self._hooks = [model.register_state_dict_post_hook(partial(self._effective_state)),
+                       model.register_load_state_dict_pre_hook(partial(self._parametrized_state))]
         if self.done >= self.steps:
             self.finish()
 
     @property
     def active(self) -> bool:
-        return bool(self._modules)
+        return bool(self._hooks)
 
     def step(self) -> float:
         """Advance the ramp by one step; returns the new level ``m``."""
@@ -64,32 +79,100 @@ class GrowthRamp:
 
     def finish(self) -> None:
         """Set ``m = 1`` and remove the parametrizations: the model is an ordinary model again."""
+        if not self.active:
+            return
         self.level.fill_(1.0)
-        for module, attr, _ in self._modules:
-            if parametrize.is_parametrized(module, attr):
-                parametrize.remove_parametrizations(module, attr, leave_parametrized=False)
-        self._modules = []
+        for holders in self.holders.values():
+            for path, attr in holders:
+                parametrize.remove_parametrizations(self.model.get_submodule(path), attr, leave_parametrized=False)
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
 
     def save(self, directory: Path | str) -> None:
-        """Write the masks and progress next to a ``save_pretrained`` folder (see :meth:`load`)."""
+        """Write masks, new values ``v`` and progress beside a ``save_pretrained`` folder (see :meth:`load`).
+
+        ``v`` is stored per parameter as ``(masked entries,)`` in the mask's row-major order.
+
+        A finished ramp has nothing left to continue: it removes any ramp files instead.
+        """
         directory = Path(directory)
+        if not self.active:
+            remove_saved_ramp(directory)
+            return
         save_file({name: mask.to(torch.uint8).contiguous() for name, mask in self.masks.items()},
                   str(directory / MASK_FILE))
+        save_file({name: self.originals[name].detach()[self.masks[name].to(self.originals[name].device)].cpu()
+                   for name in self.masks}, str(directory / VALUES_FILE))
         (directory / RAMP_FILE).write_text(json.dumps({"steps": self.steps, "done": self.done}))
 
     @classmethod
     def load(cls, model: nn.Module, directory: Path | str) -> GrowthRamp | None:
-        """Re-attach a saved ramp to a model loaded from ``directory``; None when there is none."""
+        """Re-attach the ramp saved in ``directory`` to the model loaded from it; None when there is none.
+
+        The model holds the effective weights ``m · v``; the masked entries get ``v`` back, so
+        the logits are unchanged and :meth:`step` continues where the saved ramp stopped.
+        """
         directory = Path(directory)
         if not (directory / RAMP_FILE).exists():
             return None
+        if not (directory / VALUES_FILE).exists():
+            raise GenlabError(f"{directory} has a growth ramp but no {VALUES_FILE}: it was saved by an older genlab "
+                              "that lost the new weights; grow the model again")
         progress = json.loads((directory / RAMP_FILE).read_text())
         masks = {name: mask.bool() for name, mask in load_file(str(directory / MASK_FILE)).items()}
+        values = load_file(str(directory / VALUES_FILE))
+        with torch.no_grad():
+            for name, mask in masks.items():
+                parameter = model.get_parameter(name)
+                parameter[mask.to(parameter.device)] = values[name].to(parameter.device, parameter.dtype)
         return cls(model, masks, progress["steps"], progress["done"])
 
+    def _effective_state(self, module: nn.Module, state: dict, prefix: str, metadata: dict) -> None:
+        """state_dict post-hook: ``….parametrizations.weight.original`` → ``….weight`` = ``m · v`` where masked."""
+        for holders in self.holders.values():
+            path, attr = holders[0]
+            effective = getattr(self.model.get_submodule(path), attr).detach()  # one tensor for tied holders
+            for path, attr in holders:
+                del state[prefix + _original_key(path, attr)]
+                state[f"{prefix}{path}.{attr}"] = effective
 
-def _holders(model: nn.Module, name: str) -> list[tuple[nn.Module, str]]:
-    """Every ``(module, attribute)`` holding parameter ``name`` (two for tied embeddings)."""
+    def _parametrized_state(self, module: nn.Module, state: dict, prefix: str, *_) -> None:
+        """load_state_dict pre-hook, the inverse: plain effective weights → the parametrization's ``v``."""
+        for name, holders in self.holders.items():
+            keys = [f"{prefix}{path}.{attr}" for path, attr in holders]
+            if not any(key in state for key in keys):
+                continue
+            effective = [state.pop(key) for key in keys if key in state][0]
+            original = self._original_from(name, effective)
+            for path, attr in holders:
+                state[prefix + _original_key(path, attr)] = original
+
+    def _original_from(self, name: str, effective: torch.Tensor) -> torch.Tensor:
+        """The ``v`` that gives ``effective`` at the current level; at ``m = 0`` the kept ``v``."""
+        original = self.originals[name].detach()
+        mask = self.masks[name].to(effective.device)
+        level = float(self.level)
+        if level > 0:
+            return torch.where(mask, effective / level, effective)
+        if effective[mask].any():
+            raise GenlabError(f"{name} has new-part values but this ramp is at m = 0; restore the saved ramp "
+                              "(GrowthRamp.load / Grown.from_pretrained) instead of loading plain weights")
+        return torch.where(mask, original.to(effective.device, effective.dtype), effective)
+
+
+def remove_saved_ramp(directory: Path | str) -> None:
+    """Delete the ramp files in ``directory`` (a model saved without an active ramp must not get a stale one)."""
+    for file in (RAMP_FILE, MASK_FILE, VALUES_FILE):
+        (Path(directory) / file).unlink(missing_ok=True)
+
+
+def _original_key(path: str, attr: str) -> str:
+    return f"{path}.parametrizations.{attr}.original"
+
+
+def _holders(model: nn.Module, name: str) -> list[tuple[str, str]]:
+    """Every ``(module path, attribute)`` holding parameter ``name`` (two for tied embeddings)."""
     parameter = model.get_parameter(name)
-    return [(module, attr) for module in model.modules()
+    return [(path, attr) for path, module in model.named_modules()
             for attr, held in module._parameters.items() if held is parameter]
