@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from peft.tuners.lora import LoraLayer
 
 from genlab.align.checkpointing import enable_block_checkpointing
 from genlab.align.config import AlignConfig
@@ -24,6 +25,11 @@ from genlab.core.runlog import read_log
 from genlab.errors import GenlabError
 
 NUM_CLASSES = 3
+
+
+def adapted_layers(module: torch.nn.Module) -> list[str]:
+    """Names of the layers that carry LoRA adapters."""
+    return [name for name, layer in module.named_modules() if isinstance(layer, LoraLayer)]
 
 
 def randomised(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -188,7 +194,8 @@ def test_lora_starts_as_a_no_op_and_trains_only_the_adapters(make_target):
     sigma = torch.tensor([0.5, 2.0])
     cond = target.encode_condition(None, torch.tensor([0, 1])) if target.condition else {}
     before = target.denoise(x, sigma, cond)
-    names = add_lora(target.module, 4, target.lora_targets)
+    add_lora(target.module, 4, target.lora_targets)
+    names = adapted_layers(target.module)
     assert names and all(name.endswith(("qkv", "proj")) for name in names)
     assert torch.equal(target.denoise(x, sigma, cond), before)
     trained = trainable_parameters(target.module)
@@ -199,9 +206,16 @@ def test_lora_starts_as_a_no_op_and_trains_only_the_adapters(make_target):
     assert not torch.allclose(target.denoise(x, sigma, cond), before)
 
 
-def test_a_lora_target_that_matches_no_layer_is_a_clear_error():
-    with pytest.raises(GenlabError, match=r"LoRA target\(s\) \['to_q'\] match no linear layer of ImageUNet.*qkv"):
-        add_lora(image_target().module, 4, ["to_q"])
+def test_a_lora_target_that_matches_no_layer_or_a_whole_block_is_a_clear_error():
+    with pytest.raises(GenlabError, match=r"LoRA target 'to_q' matches no layer of ImageUNet; .*e\.g\. .*qkv"):
+        add_lora(image_target().module, 4, ["qkv", "to_q"])
+    # "0" ends Linear names (mlp.0) but also whole blocks (blocks.0), which peft refuses with a raw ValueError
+    with pytest.raises(GenlabError, match=r"LoRA target '0' matches blocks\.0 \(FactorisedDiTBlock\) in VideoDiT, "
+                                          r"which LoRA cannot adapt; .*e\.g\. .*mlp\.0, mlp\.2, .*qkv"):
+        add_lora(video_target().module, 4, ["0"])
+    module = video_target().module
+    add_lora(module, 4, ["mlp.0", "patch_embed"])  # a suggested Linear and a Conv target work
+    assert adapted_layers(module) == ["patch_embed", "blocks.0.mlp.0"]
 
 
 # -- frames and conditions ------------------------------------------------------------------------------------
@@ -275,7 +289,7 @@ def test_a_non_finite_reward_stops_with_a_clear_message_and_keeps_the_last_good_
 
 def test_full_weights_bf16_and_video_frame_subsampling_run(tmp_path):
     target = video_target()
-    result = AlignmentRun(target, Brightness(), config(tmp_path, lora_rank=0, precision="bf16", steps=2,
+    result = AlignmentRun(target, Brightness(), config(tmp_path, lora_rank=0, mixed_precision="bf16", steps=2,
                                                        score_frames="random", gradient_checkpointing=True)).fit()
     assert result.queries == 4
     assert all(p.requires_grad for p in target.module.parameters())

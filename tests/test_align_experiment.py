@@ -30,7 +30,8 @@ def test_align_cli_trains_an_adapter_and_resumes(digits_model, tmp_path, run_cli
     code, out, err = run_cli(*common, "--steps", "2")
     assert code == 0, err
     assert "2 updates, 4 reward queries" in out
-    assert (run_dir / "adapter" / "weights.safetensors").is_file() and (run_dir / "reward.png").is_file()
+    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file() and (run_dir / "reward.png").is_file()
+    assert "`genlab sample image --adapter DIR`" in out
     code, out, err = run_cli(*common, "--steps", "3", "--resume")
     assert code == 0, err
     assert "3 updates, 6 reward queries" in out
@@ -43,7 +44,11 @@ def test_align_cli_bad_inputs_are_clear_errors(digits_model, tmp_path, run_cli):
     code, _, err = run_cli(*base, "--reward", "class", "--k", "4")
     assert code != 0 and "--k 4 must lie between 1 and --sampling-steps 3" in err
     code, _, err = run_cli(*base, "--reward", "class", "--lora-targets", "to_q,to_v")
-    assert code != 0 and "match no linear layer" in err
+    assert code != 0 and "LoRA target 'to_q' matches no layer of ImageUNet" in err
+    code, _, err = run_cli(*base, "--reward", "class", "--lora-targets", "0")  # peft's raw ValueError before
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("genlab: error: LoRA target '0' matches down.0 (DownLevel) in ImageUNet, which LoRA "
+                          "cannot adapt; targets are ends of Linear/Conv layer names, e.g. ") and "qkv" in err
     code, _, err = run_cli(*base, "--reward", "clip-score", "--reward-path", str(tmp_path / "missing"))
     assert code != 0 and "missing" in err
     code, _, err = run_cli(*base, "--reward", "no-such-reward")

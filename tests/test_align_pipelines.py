@@ -35,6 +35,7 @@ from genlab.align.sampling import ancestral_scales, sample_for_reward, step_mean
 from genlab.align.targets import load_target
 from genlab.align.trainer import AlignmentRun
 from genlab.errors import GenlabError
+from test_align import adapted_layers
 from test_guidance_pipelines import tiny_scheduler, tiny_tokenizer, tiny_vae
 
 STEPS = 4
@@ -50,9 +51,8 @@ def tiny_text_encoder(tokenizer) -> CLIPTextModel:
         max_position_embeddings=8, bos_token_id=0, eos_token_id=1, pad_token_id=1))
 
 
-@pytest.fixture(scope="module")
-def sd_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("sd")
+def save_tiny_sd(folder):
+    """A tiny random StableDiffusionPipeline saved in ``folder/pipeline``; returns that folder."""
     torch.manual_seed(0)
     tokenizer = tiny_tokenizer(folder)
     unet = UNet2DConditionModel(**UNET, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
@@ -63,9 +63,8 @@ def sd_folder(tmp_path_factory):
     return folder / "pipeline"
 
 
-@pytest.fixture(scope="module")
-def video_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("video")
+def save_tiny_video(folder):
+    """A tiny random TextToVideoSDPipeline saved in ``folder/pipeline``; returns that folder."""
     torch.manual_seed(1)
     tokenizer = tiny_tokenizer(folder)
     unet = UNet3DConditionModel(**UNET, down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
@@ -73,6 +72,16 @@ def video_folder(tmp_path_factory):
     TextToVideoSDPipeline(vae=tiny_vae(), text_encoder=tiny_text_encoder(tokenizer), tokenizer=tokenizer, unet=unet,
                           scheduler=tiny_scheduler()).save_pretrained(folder / "pipeline")
     return folder / "pipeline"
+
+
+@pytest.fixture(scope="module")
+def sd_folder(tmp_path_factory):
+    return save_tiny_sd(tmp_path_factory.mktemp("sd"))
+
+
+@pytest.fixture(scope="module")
+def video_folder(tmp_path_factory):
+    return save_tiny_video(tmp_path_factory.mktemp("video"))
 
 
 @pytest.fixture(scope="module")
@@ -290,7 +299,9 @@ def test_lora_targets_name_linear_layers_of_the_unet(request, which):
     for name in target.lora_targets:
         matches = [m for full, m in modules.items() if full.endswith("." + name)]
         assert matches and all(isinstance(m, torch.nn.Linear) for m in matches), name
-    adapted = add_lora(copy.deepcopy(target.module), 2, target.lora_targets)
+    unet = copy.deepcopy(target.module)
+    add_lora(unet, 2, target.lora_targets)
+    adapted = adapted_layers(unet)
     for name in target.lora_targets:
         assert any(layer.endswith("." + name) for layer in adapted), name
     if which == "video":  # the temporal attentions are adapted too
@@ -376,17 +387,18 @@ def test_alignment_runs_train_lora_in_a_stable_diffusion_pipeline(sd_folder, tmp
     config = AlignConfig(method=method, steps=2, batch_size=2, sampling_steps=STEPS, lora_rank=2,
                          prompts="a cat|a dog on a mat", run_dir=str(tmp_path / method), progress=False)
     result = AlignmentRun(target, PromptLength(), config).fit()
-    assert result.queries == 4 and (result.run_dir / "adapter" / "weights.safetensors").is_file()
+    assert result.queries == 4 and (result.run_dir / "adapter" / "adapter_model.safetensors").is_file()
     assert any(p.abs().sum() > 0 for name, p in target.module.named_parameters() if "lora_B" in name)
 
 
 def test_cli_aligns_a_text_to_video_pipeline_scoring_one_random_frame(video_folder, tmp_path, run_cli):
-    code, out, err = run_cli("align", "--model", str(video_folder), "--reward", "brightness", "--num-frames", "3",
+    code, out, err = run_cli("align", "--model", str(video_folder), "--reward", "brightness", "--frames", "3",
                              "--prompts", "a cat|a dog", "--score-frames", "random", "--steps", "1",
                              "--batch-size", "2", "--sampling-steps", "3", "--lora-rank", "2", "--no-progress",
                              "--run-dir", str(tmp_path / "run"))
     assert code == 0, err
     assert "1 updates, 2 reward queries" in out
-    code, _, err = run_cli("align", "--model", str(video_folder), "--reward", "brightness", "--num-frames", "3",
+    assert "PeftModel.from_pretrained(pipe.unet, DIR) (peft format only: diffusers has no LoRA loader" in out
+    code, _, err = run_cli("align", "--model", str(video_folder), "--reward", "brightness", "--frames", "3",
                            "--labels", "1,2", "--no-progress", "--run-dir", str(tmp_path / "bad"))
     assert code != 0 and "--labels was given but this run uses text prompts" in err

@@ -81,6 +81,7 @@ def step_log_prob(denoise: DenoiseFn, x: Tensor, x_next: Tensor, sigmas: Tensor,
 def sample_for_reward(
     denoise: DenoiseFn, noise: Tensor, sigmas: Tensor, eta: float = 1.0, grad_steps: int = 1,
     generator: torch.Generator | None = None, record_trajectory: bool = False, autocast: Callable[[], object] = nullcontext,
+    step_noise: Tensor | None = None,
 ) -> tuple[Tensor, Trajectory | None]:
     """Sample ``x0`` with a graph through only the last ``grad_steps`` steps.
 
@@ -93,6 +94,7 @@ def sample_for_reward(
         generator: RNG for the per-step noise ``z``.
         record_trajectory: also return the :class:`Trajectory` of the stochastic steps.
         autocast: a context factory for the denoiser calls (mixed precision).
+        step_noise: the per-step noise ``z`` ``[N, B, ...]``; None draws it from ``generator``.
 
     Returns:
         ``(x0 [B, ...] float32, trajectory or None)``. ``x0`` requires grad iff ``grad_steps > 0``
@@ -104,7 +106,9 @@ def sample_for_reward(
                           f"use --k between 1 and {steps}, or more --sampling-steps")
     sigmas = sigmas.to(device=noise.device, dtype=torch.float32)
     x = noise.to(torch.float32) * sigmas[0]
-    step_noise = torch.randn((steps, *noise.shape), generator=generator, dtype=torch.float32).to(noise.device)
+    if step_noise is None:
+        step_noise = torch.randn((steps, *noise.shape), generator=generator, dtype=torch.float32)
+    step_noise = step_noise.to(device=noise.device, dtype=torch.float32)
     recorded: list[tuple[int, Tensor, Tensor, Tensor]] = []
 
     def denoise_call(x_now: Tensor, sigma: Tensor) -> Tensor:
