@@ -35,11 +35,11 @@ def test_code_usage_counts_used_codes_per_latent():
 def test_dropout_one_makes_the_denoiser_ignore_the_encoder():
     torch.manual_seed(0)
     model = ToyDisCo(num_latents=1, latent_dropout=1.0, hidden=32)
-    model.loss(ring_of_gaussians(64)).backward()
+    model(ring_of_gaussians(64)).backward()
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.encoder.parameters())
     torch.manual_seed(0)
     kept = ToyDisCo(num_latents=1, latent_dropout=0.0, hidden=32)
-    kept.loss(ring_of_gaussians(64)).backward()
+    kept(ring_of_gaussians(64)).backward()
     assert any(p.grad.abs().sum() > 0 for p in kept.encoder.parameters())
 
 

@@ -69,7 +69,11 @@ class ToyDenoiserNet(nn.Module):
 
 
 class ToyDisCo(nn.Module):
-    """Encoder + EDM denoiser trained jointly; ``num_latents = 0`` is the EDM baseline."""
+    """Encoder + EDM denoiser trained jointly; ``num_latents = 0`` is the EDM baseline.
+
+    Calling the model on clean points gives its training loss, as :class:`~genlab.disco.model.DisCoDiff`
+    does, so that a data-parallel wrapper's ``forward`` is what computes it.
+    """
 
     def __init__(self, num_latents: int = 1, num_codes: int = 8, temperature: float = 1.0,
                  latent_dropout: float = 0.1, straight_through: bool = False, hidden: int = 256):
@@ -88,8 +92,9 @@ class ToyDisCo(nn.Module):
         """Encoder logits ``[B, m, k]`` of clean points ``x0 [B, 2]``."""
         return self.encoder(x0).view(-1, self.num_latents, self.num_codes)
 
-    def loss(self, x0: Tensor) -> Tensor:
-        """Plain EDM loss with the encoder's relaxed codes (some dropped to the null embedding)."""
+    def forward(self, x0: Tensor) -> Tensor:
+        """Training loss of clean points ``x0 [B, 2]``: the plain EDM loss with the encoder's relaxed codes
+        (some dropped to the null embedding)."""
         if not self.num_latents:
             return edm_loss(self.denoiser, x0).mean()
         codes = gumbel_softmax_codes(self.logits(x0), self.temperature, self.straight_through)

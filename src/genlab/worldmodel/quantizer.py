@@ -6,11 +6,14 @@ In training, codes that have gone unused (their moving-average usage falls below
 ``restart_below`` of a uniform share) are restarted at random encoder outputs of the batch, the
 usual remedy for codebook collapse (Dhariwal et al. 2020, Jukebox). The restart is applied at the
 start of the next training forward, after this step's backward has used the old codebook.
+Data-parallel training (a ``torch.distributed`` group, as under ``accelerate launch``) keeps the
+codebooks identical: usage is averaged over the processes and the restart vectors come from rank 0.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -58,9 +61,16 @@ class VectorQuantizer(nn.Module):
     @torch.no_grad()
     def _find_dead_codes(self, inputs: Tensor, ids: Tensor) -> None:
         share = torch.bincount(ids, minlength=self.num_codes).float() / len(ids)
+        distributed = dist.is_available() and dist.is_initialized()
+        if distributed:
+            dist.all_reduce(share)
+            share /= dist.get_world_size()
         self.usage.mul_(self.usage_decay).add_(share, alpha=1 - self.usage_decay)
         dead = torch.nonzero(self.usage < self.restart_below / self.num_codes).squeeze(1)
         if len(dead):
             picks = torch.randint(0, len(inputs), (len(dead),), device=inputs.device)
-            self._pending_restart = (dead, inputs[picks].clone())
+            replacements = inputs[picks].contiguous()
+            if distributed:
+                dist.broadcast(replacements, src=0)
+            self._pending_restart = (dead, replacements)
             self.usage[dead] = 1.0 / self.num_codes
