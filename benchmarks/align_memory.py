@@ -56,7 +56,7 @@ ROWS = (
     ("+ truncation (K=1)", {"k": 1}),
     ("+ checkpointing", {"k": 1, "gradient_checkpointing": True}),
     ("+ frame subsampling", {"k": 1, "gradient_checkpointing": True, "score_frames": "random"}),
-    ("+ bf16", {"k": 1, "gradient_checkpointing": True, "score_frames": "random", "precision": "bf16"}),
+    ("+ bf16", {"k": 1, "gradient_checkpointing": True, "score_frames": "random", "mixed_precision": "bf16"}),
 )
 
 

@@ -95,7 +95,7 @@ def measure(frames: int, size: int, budget: float, steps: int, threads: int) -> 
     cfg = model.net_config
     generator = torch.Generator().manual_seed(1)
     low = torch.rand(1, frames, 3, size // SPACE, size // SPACE, generator=generator) * 2 - 1
-    settings = EnhanceSettings(steps=steps, memory_budget=budget)
+    settings = EnhanceSettings(sampling_steps=steps, memory_budget=budget)
     baseline = peak_rss()
 
     # Warm-up on one window (lazy initialisation, allocator): its peak is below the job's, so it

@@ -55,7 +55,7 @@ def test_sample_camera_writes_a_side_by_side_video_and_rejects_bad_trajectories(
             "--run-dir", str(tmp_path / "cn"))
     out = tmp_path / "orbit.gif"
     code, stdout, err = run_cli("sample", "camera", "--model", str(tmp_path / "cn"), "--trajectory", "orbit",
-                                "--steps", "2", "--out", str(out))
+                                "--sampling-steps", "2", "--out", str(out))
     assert code == 0, err
     frames = iio.imread(out)
     assert frames.shape[0] == 4 and frames.shape[2] > frames.shape[1]  # 4 frames, two clips side by side

@@ -33,7 +33,7 @@ def trained_run(tmp_path_factory):
 
 
 def test_sample_writes_a_grid_with_one_column_per_class(run_cli, trained_run):
-    code, out, err = run_cli("sample", "image", "--run", str(trained_run), "--num", "20", "--steps", "3")
+    code, out, err = run_cli("sample", "image", "--model", str(trained_run), "--num", "20", "--sampling-steps", "3")
     assert code == 0, err
     grid = iio.imread(trained_run / "samples.png")
     assert grid.shape[2] == 3 and grid.shape[1] > grid.shape[0], "10 columns by 2 rows"
@@ -41,7 +41,7 @@ def test_sample_writes_a_grid_with_one_column_per_class(run_cli, trained_run):
 
 def test_evaluate_writes_metrics_json(run_cli, trained_run):
     out_json = trained_run / "eval.json"
-    code, out, err = run_cli("evaluate", "--run", str(trained_run), "--num", "40", "--steps", "3",
+    code, out, err = run_cli("evaluate", "--model", str(trained_run), "--num", "40", "--sampling-steps", "3",
                              "--out", str(out_json))
     assert code == 0, err
     results = json.loads(out_json.read_text())
@@ -56,13 +56,14 @@ def test_evaluate_writes_metrics_json(run_cli, trained_run):
         (["train", "image", "--resolution", "12", "--steps", "1"], "resolution"),
         (["train", "image", "--steps", "0"], "--steps must be >= 1"),
         (["train", "image", "--no-such-option"], "No such option"),
-        (["sample", "image", "--run", "/nonexistent/run"], "holds no genlab image model"),
+        (["sample", "image", "--model", "/nonexistent/run"], "holds no genlab image model"),
         (["demo", "--only", "nothing"], "Invalid value for '--only'"),
         (["train", "tokenizer", "--data", "/nonexistent/shards"], "/nonexistent/shards"),
         (["train", "worldmodel", "--tokenizer", "/nonexistent/tok"], "/nonexistent/tok"),
         (["train", "worldmodel", "--hidden-size", "30", "--heads", "4"], "multiple of --heads"),
         (["play", "--model", "/nonexistent/wm"], "is not a genlab world model"),
-        (["reproduce", "worldmodel", "--workers", "0"], "--workers must be >= 1"),
+        (["reproduce", "worldmodel", "--num-workers", "0"], "--num-workers must be >= 1"),
+        (["sample", "image", "--sampling-steps", "0"], "--sampling-steps must be >= 1"),
     ],
 )
 def test_bad_input_is_one_clear_line(run_cli, tmp_path, args, message):
@@ -76,10 +77,10 @@ def test_corrupt_model_weights_are_reported(run_cli, trained_run, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(trained_run / "model", broken)
     (broken / "diffusion_pytorch_model.safetensors").write_bytes(b"not a safetensors file")
-    code, _, err = run_cli("sample", "image", "--run", str(broken))
+    code, _, err = run_cli("sample", "image", "--model", str(broken))
     assert code == 2 and "cannot load the model weights" in err and "Traceback" not in err
 
 
 def test_class_label_out_of_range_is_rejected(run_cli, trained_run):
-    code, _, err = run_cli("sample", "image", "--run", str(trained_run), "--class-label", "10")
+    code, _, err = run_cli("sample", "image", "--model", str(trained_run), "--class-label", "10")
     assert code == 2 and "--class-label must be in [0, 9]" in err

@@ -208,7 +208,7 @@ def test_collapse_warning_names_the_latents():
 def test_cli_samples_a_disco_run_and_rejects_bad_settings(trained, tmp_path, capsys):
     run_dir, _ = trained
     out = tmp_path / "grid.png"
-    main(["sample", "disco", "--run", str(run_dir), "--num", "8", "--steps", "2", "--latent-scale", "1.5",
+    main(["sample", "disco", "--model", str(run_dir), "--num", "8", "--sampling-steps", "2", "--latent-scale", "1.5",
           "--out", str(out)])
     assert iio.imread(out).shape[1] > iio.imread(out).shape[0]  # 4 class columns, 2 rows
     with pytest.raises(SystemExit) as exit_info:

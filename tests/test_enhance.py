@@ -32,7 +32,7 @@ from genlab.enhance.windows import window_starts
 from genlab.errors import GenlabError
 
 TINY = {"frames": 4, "resolution": 8, "patch_size": 2, "hidden_size": 32, "depth": 2, "num_heads": 2}
-FAST = EnhanceSettings(steps=2, start_sigma=1.0, augment_sigma=0.1, seed=3)
+FAST = EnhanceSettings(sampling_steps=2, start_sigma=1.0, augment_sigma=0.1, seed=3)
 # Loaded weights are the same numbers, but safetensors hands them over at another memory alignment, which
 # may change the CPU's matmul kernels in the last bit: "identical" up to float rounding.
 SAME = {"rtol": 1e-6, "atol": 1e-6}
@@ -430,8 +430,8 @@ def test_enhance_video_bad_inputs_are_clear_errors(variant):
         enhance_video(model, low_video(1, 3, 3, 3), 1, 2, FAST)
     with pytest.raises(GenlabError, match="expected RGB clips"):
         enhance_video(model, low[:, :, :1], 2, 2, FAST)
-    with pytest.raises(GenlabError, match="--steps must be >= 1"):
-        enhance_video(model, low, 2, 2, EnhanceSettings(steps=0))
+    with pytest.raises(GenlabError, match="--sampling-steps must be >= 1"):
+        enhance_video(model, low, 2, 2, EnhanceSettings(sampling_steps=0))
     with pytest.raises(GenlabError, match="--memory-budget must be >= 0"):
         enhance_video(model, low, 2, 2, EnhanceSettings(memory_budget=-1))
 

@@ -38,7 +38,7 @@ def test_train_and_enhance_a_video_file(base_run, input_video, tmp_path, run_cli
     assert code == 0, err
     assert "enhancer in" in out and (tmp_path / "cn" / "model" / "genlab.json").exists()
     code, out, err = run_cli("enhance", str(input_video), "--model", str(tmp_path / "cn"), "--space", "2",
-                             "--time", "2", "--steps", "2", "--out", str(tmp_path / "high.mp4"))
+                             "--time", "2", "--sampling-steps", "2", "--out", str(tmp_path / "high.mp4"))
     assert code == 0, err
     frames = iio.imread(tmp_path / "high.mp4")
     assert frames.shape == (5, 8, 8, 3)  # (3 - 1) * 2 + 1 frames of 2 x 4 pixels

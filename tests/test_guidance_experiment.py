@@ -41,16 +41,16 @@ def test_rerun_reuses_trained_models(tiny_run):
 def test_cli_samples_and_evaluates_with_guidance(tiny_run, capsys):
     out, _ = tiny_run
     run = out / "models" / "B-seed0"
-    main(["sample", "image", "--run", str(run), "--guidance", "icg+tsg", "--scale", "2", "--num", "10", "--steps", "3",
-          "--out", str(out / "guided.png")])
+    main(["sample", "image", "--model", str(run), "--guidance", "icg+tsg", "--guidance-scale", "2", "--num", "10",
+          "--sampling-steps", "3", "--out", str(out / "guided.png")])
     assert (out / "guided.png").is_file()
-    main(["evaluate", "--run", str(run), "--guidance", "cfg", "--num", "20", "--steps", "3",
+    main(["evaluate", "--model", str(run), "--guidance", "cfg", "--num", "20", "--sampling-steps", "3",
           "--out", str(out / "guided.json")])
     assert json.loads((out / "guided.json").read_text())["guidance"] == "cfg w=1.5"
     with pytest.raises(SystemExit) as exit_:
-        main(["sample", "image", "--run", str(run), "--guidance", "cfg", "--scale", "-1"])
+        main(["sample", "image", "--model", str(run), "--guidance", "cfg", "--guidance-scale", "-1"])
     assert exit_.value.code == 2
     assert "scale must be a finite number >= 0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["sample", "image", "--run", str(out / "models" / "C-seed0"), "--guidance", "icg"])
+        main(["sample", "image", "--model", str(out / "models" / "C-seed0"), "--guidance", "icg"])
     assert "icg guidance needs a class-conditional model" in capsys.readouterr().err

@@ -16,7 +16,7 @@ TOY = replace(worldmodel.PRESETS["quick"], train_episodes=6, test_episodes=2, ep
 
 def test_train_commands_build_a_playable_world_model(run_cli, tmp_path):
     write_shards(tmp_path / "data", episodes=4, steps=5, size=32, progress=False)
-    small = ["--context-grid", "8", "--future-grid", "2", "--channels", "16", "--codes", "32"]
+    small = ["--context-grid", "8", "--future-grid", "2", "--channels", "16", "--num-codes", "32"]
     loop = ["--steps", "3", "--batch-size", "4", "--no-progress"]
     code, out, err = run_cli("train", "tokenizer", "--data", str(tmp_path / "data"), *small, *loop,
                              "--state-net-steps", "3", "--run-dir", str(tmp_path / "tok"))

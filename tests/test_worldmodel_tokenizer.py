@@ -85,7 +85,7 @@ def test_train_tokenizer_end_to_end_with_the_perceptual_net(tmp_path):
 
     write_shards(tmp_path / "data", episodes=6, steps=4, size=32, progress=False)
     config = TokenizerConfig(data=str(tmp_path / "data"), clip_frames=3, context_grid=8, future_grid=2, channels=16,
-                             code_dim=8, codes=32, state_net_steps=5, steps=4, batch_size=4, checkpoint_every=4,
+                             code_dim=8, num_codes=32, state_net_steps=5, steps=4, batch_size=4, checkpoint_every=4,
                              log_every=2, progress=False, run_dir=str(tmp_path / "run"))
     result = train_tokenizer(config)
     assert result.steps == 4

@@ -10,26 +10,26 @@ import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import torch
 
-from genlab import cli_align, cli_camera, cli_enhance, cli_worldmodel
-from genlab.cli_options import build_config, options_from
-from genlab.core import image_model
-from genlab.core.edm import SAMPLERS
-from genlab.core.images import save_image_grid
-from genlab.core.train import option
+from genlab.cli_lazy import LazyGroup
+from genlab.cli_options import build_config, num_workers_option, options_from
+from genlab.core.config import SAMPLERS, ImageModelConfig, option
 from genlab.demo import PARTS as DEMO_PARTS
-from genlab.demo import run_demo
-from genlab.disco.model import DisCoDiff
-from genlab.disco.training import DisCoConfig
-from genlab.disco.training import train_disco as train_disco_model
+from genlab.disco.config import DisCoConfig
 from genlab.errors import GenlabError
-from genlab.guidance import GUIDANCE_CHOICES, guide_class_model, parse_guidance
+from genlab.guidance import GUIDANCE_CHOICES
+
+if TYPE_CHECKING:
+    import torch
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=LazyGroup, lazy_commands={"align": "genlab.cli_align:align_command",
+                                           "enhance": "genlab.cli_enhance:enhance_command",
+                                           "play": "genlab.cli_worldmodel:play_command"},
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="genlab")
 def cli() -> None:
     """genlab: 2024 image/video generation methods on one EDM diffusion core.
@@ -44,12 +44,15 @@ def cli() -> None:
 class SamplingConfig:
     """Settings shared by ``genlab sample`` and ``genlab evaluate``."""
 
-    run: str = option("runs/train/default", "run folder (or its model/ folder)")
-    steps: int = option(18, "noise levels of the sampler (Heun uses 2*steps-1 network calls)")
+    model: str = option("runs/train/default", "image model: a run folder of `genlab train image` or its model/ "
+                        "folder", renamed_from="--run")
+    sampling_steps: int = option(18, "noise levels of the sampler (Heun uses 2*steps-1 network calls)",
+                                 renamed_from="--steps")
     sampler: str = option("heun", "ODE solver", choices=SAMPLERS)
     seed: int = option(0, "noise seed")
     guidance: str = option("none", "training-free or classifier-free guidance", choices=GUIDANCE_CHOICES)
-    scale: float = option(1.5, "guidance scale w (1 = no guidance; icg+tsg uses it for both)")
+    guidance_scale: float = option(1.5, "guidance scale w (1 = no guidance; icg+tsg uses it for both)",
+                                   renamed_from="--scale")
     tsg_noise: float = option(2.0, "TSG: noise added to the time embedding, in units of its std (s)")
     tsg_alpha: float = option(1.0, "TSG: noise grows as t^alpha (0 = constant)")
     guidance_t_min: float = option(0.0, "guidance only for diffusion time t >= this (t in [0, 1], 1 = noise)")
@@ -57,7 +60,9 @@ class SamplingConfig:
 
     def guided(self, denoiser, info: dict):
         """The guided wrapper of ``denoiser`` these settings ask for (None for no guidance)."""
-        terms = parse_guidance(self.guidance, self.scale, self.tsg_noise, self.tsg_alpha,
+        from genlab.guidance import guide_class_model, parse_guidance
+
+        terms = parse_guidance(self.guidance, self.guidance_scale, self.tsg_noise, self.tsg_alpha,
                                (self.guidance_t_min, self.guidance_t_max))
         return guide_class_model(denoiser, info["num_classes"], terms) if terms else None
 
@@ -66,20 +71,24 @@ class SamplingConfig:
 class SampleConfig(SamplingConfig):
     """Settings of ``genlab sample``."""
 
-    out: str | None = option(None, "PNG to write (default: <run>/samples.png)", type=str)
+    out: str | None = option(None, "PNG to write (default: <model>/samples.png)", type=str)
     num: int = option(100, "number of images")
     churn: float = option(0.0, "EDM stochastic churn S_churn (0 = deterministic)")
     class_label: int | None = option(None, "draw only this class (default: every class in turn)", type=int)
+    adapter: str | None = option(None, "sample with the weights of a `genlab align` run of this model (its run "
+                                 "folder or adapter/ folder)", type=str)
 
 
 @dataclass
 class DisCoSampleConfig:
     """Settings of ``genlab sample disco``."""
 
-    run: str = option("runs/disco/default", "DisCo-Diff run folder (or its model/ folder)")
-    out: str | None = option(None, "PNG to write (default: <run>/samples.png)", type=str)
+    model: str = option("runs/disco/default", "DisCo-Diff model: a run folder of `genlab train disco` or its "
+                        "model/ folder", renamed_from="--run")
+    out: str | None = option(None, "PNG to write (default: <model>/samples.png)", type=str)
     num: int = option(100, "number of images")
-    steps: int = option(18, "noise levels of the sampler (Heun uses 2*steps-1 network calls)")
+    sampling_steps: int = option(18, "noise levels of the sampler (Heun uses 2*steps-1 network calls)",
+                                 renamed_from="--steps")
     sampler: str = option("heun", "ODE solver", choices=SAMPLERS)
     seed: int = option(0, "seed of the prior's draws and of the noise")
     class_label: int | None = option(None, "draw only this class (default: every class in turn)", type=int)
@@ -91,17 +100,21 @@ class DisCoSampleConfig:
 class EvaluateConfig(SamplingConfig):
     """Settings of ``genlab evaluate``."""
 
-    out: str | None = option(None, "JSON to write (default: <run>/results.json)", type=str)
+    out: str | None = option(None, "JSON to write (default: <model>/results.json)", type=str)
     num: int = option(1000, "number of generated images to score")
 
 
-@cli.group()
+@cli.group(cls=LazyGroup, lazy_commands={"camera": "genlab.cli_camera:train_camera_command",
+                                         "enhance": "genlab.cli_enhance:train_enhance_command",
+                                         "tokenizer": "genlab.cli_worldmodel:train_tokenizer_command",
+                                         "video": "genlab.cli_camera:train_video_command",
+                                         "worldmodel": "genlab.cli_worldmodel:train_worldmodel_command"})
 def train() -> None:
     """Train a model: `genlab train image|disco|tokenizer|worldmodel …` (see each one's --help)."""
 
 
 @train.command("image")
-@options_from(image_model.ImageModelConfig)
+@options_from(ImageModelConfig)
 def train_image(**values) -> None:
     """Train an EDM image diffusion model (U-Net or DiT) on a built-in data set.
 
@@ -110,8 +123,10 @@ def train_image(**values) -> None:
     Runs on several processes with `accelerate launch --multi_gpu --num_processes N -m
     genlab.cli train image ...` (on a CPU-only machine too; --batch-size is then the global batch).
     """
-    config = build_config(image_model.ImageModelConfig, values)
-    result = image_model.train_image_model(config)
+    from genlab.core.image_model import train_image_model
+
+    config = build_config(ImageModelConfig, values)
+    result = train_image_model(config)
     click.echo(f"trained {result.steps} steps (last loss {result.last_loss:.4f}); model in {config.run_dir}/model")
 
 
@@ -126,21 +141,27 @@ def train_disco(**values) -> None:
     <run-dir>/stage1/, <run-dir>/prior/ and the whole model in <run-dir>/model; prints code usage
     and warns on codebook collapse. Ctrl-C saves a checkpoint; --resume continues either stage.
     """
+    from genlab.disco.training import train_disco as train_disco_model
+
     config = build_config(DisCoConfig, values)
     model = train_disco_model(config)
     usage = ", ".join(f"{u:.0%}" for u in model.info["code_usage"])
     click.echo(f"trained DisCo-Diff; code usage per latent: {usage}; model in {config.run_dir}/model")
 
 
-@cli.group()
+@cli.group(cls=LazyGroup, lazy_commands={"camera": "genlab.cli_camera:sample_camera_command"})
 def sample() -> None:
     """Sample a trained model into a PNG grid: `genlab sample image …` or `genlab sample disco …`."""
 
 
 def _class_labels(class_label: int | None, num: int, num_classes: int) -> torch.Tensor | None:
     """Labels for a sample grid: every class in turn, or one class (checked against the model)."""
+    import torch
+
+    from genlab.core.image_model import balanced_labels
+
     if class_label is None:
-        return image_model.balanced_labels(num, num_classes) if num_classes else None
+        return balanced_labels(num, num_classes) if num_classes else None
     if not 0 <= class_label < num_classes:
         raise GenlabError(f"--class-label must be in [0, {num_classes - 1}] for this model, got {class_label}"
                           if num_classes else "--class-label needs a class-conditional model")
@@ -151,15 +172,21 @@ def _class_labels(class_label: int | None, num: int, num_classes: int) -> torch.
 @options_from(SampleConfig)
 def sample_image(**values) -> None:
     """Sample an image model into a PNG grid (one column per class for conditional models)."""
+    from genlab.core.image_model import generate_images, load_image_model
+    from genlab.core.images import save_image_grid
+
     config = build_config(SampleConfig, values)
-    denoiser, info = image_model.load_image_model(config.run)
+    _check_positive(num=config.num, sampling_steps=config.sampling_steps)
+    denoiser, info = load_image_model(config.model)
+    if config.adapter:
+        from genlab.align.export import load_adapter
+
+        load_adapter(denoiser.net, config.adapter)
     num_classes = info["num_classes"]
-    _check_positive(num=config.num, steps=config.steps)
     labels = _class_labels(config.class_label, config.num, num_classes)
-    images = image_model.generate_images(denoiser, config.num, labels, config.steps, config.sampler,
-                                         config.churn, config.seed, progress=True,
-                                         wrapped=config.guided(denoiser, info))
-    out = Path(config.out or Path(config.run) / "samples.png")
+    images = generate_images(denoiser, config.num, labels, config.sampling_steps, config.sampler, config.churn,
+                             config.seed, progress=True, wrapped=config.guided(denoiser, info))
+    out = Path(config.out or Path(config.model) / "samples.png")
     columns = num_classes if (num_classes and config.class_label is None) else None
     save_image_grid(images, out, columns=columns)
     click.echo(f"wrote {config.num} samples to {out}")
@@ -173,15 +200,18 @@ def sample_disco(**values) -> None:
     --latent-scale > 1 guides towards the codes (CFG against the null latents);
     --prior-temperature < 1 draws likelier codes. Writes a PNG grid (one column per class).
     """
+    from genlab.core.images import save_image_grid
+    from genlab.disco.model import DisCoDiff
+
     config = build_config(DisCoSampleConfig, values)
-    _check_positive(num=config.num, steps=config.steps)
-    model = DisCoDiff.from_pretrained(config.run)
+    _check_positive(num=config.num, sampling_steps=config.sampling_steps)
+    model = DisCoDiff.from_pretrained(config.model)
     num_classes = model.info.get("num_classes", 0)
     labels = _class_labels(config.class_label, config.num, num_classes)
-    images, _ = model.generate(config.num, labels, steps=config.steps, sampler=config.sampler, seed=config.seed,
-                               prior_temperature=config.prior_temperature, latent_scale=config.latent_scale,
-                               progress=True)
-    out = Path(config.out or Path(config.run) / "samples.png")
+    images, _ = model.generate(config.num, labels, steps=config.sampling_steps, sampler=config.sampler,
+                               seed=config.seed, prior_temperature=config.prior_temperature,
+                               latent_scale=config.latent_scale, progress=True)
+    out = Path(config.out or Path(config.model) / "samples.png")
     save_image_grid(images, out, columns=num_classes if (num_classes and config.class_label is None) else None)
     click.echo(f"wrote {config.num} samples to {out}")
 
@@ -194,20 +224,26 @@ def evaluate(**values) -> None:
     Features come from genlab's own feature network for the data set (not Inception), so the
     distance is called FD, not FID; compare numbers only within genlab.
     """
+    from genlab.core.image_model import evaluate_image_model, load_image_model
+
     config = build_config(EvaluateConfig, values)
-    _check_positive(num=config.num, steps=config.steps)
-    denoiser, info = image_model.load_image_model(config.run)
-    results = image_model.evaluate_image_model(denoiser, info, config.num, config.steps, config.sampler,
-                                               config.seed, progress=True, wrapped=config.guided(denoiser, info))
-    results["guidance"] = config.guidance if config.guidance == "none" else f"{config.guidance} w={config.scale}"
+    _check_positive(num=config.num, sampling_steps=config.sampling_steps)
+    denoiser, info = load_image_model(config.model)
+    results = evaluate_image_model(denoiser, info, config.num, config.sampling_steps, config.sampler, config.seed,
+                                   progress=True, wrapped=config.guided(denoiser, info))
+    results["guidance"] = (config.guidance if config.guidance == "none"
+                           else f"{config.guidance} w={config.guidance_scale}")
     click.echo(format_metrics_table(results))
-    out = Path(config.out or Path(config.run) / "results.json")
+    out = Path(config.out or Path(config.model) / "results.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({**results, "config": asdict(config)}, indent=2))
     click.echo(f"wrote {out}")
 
 
-@cli.group()
+@cli.group(cls=LazyGroup, lazy_commands={"align": "genlab.cli_align:reproduce_align_command",
+                                         "camera": "genlab.cli_camera:reproduce_camera_command",
+                                         "enhance": "genlab.cli_enhance:reproduce_enhance_command",
+                                         "worldmodel": "genlab.cli_worldmodel:reproduce_worldmodel_command"})
 def reproduce() -> None:
     """Small-scale reproductions of each paper's key claim (our numbers beside the paper's).
 
@@ -276,7 +312,7 @@ def grow(model_dir: str, operator: str, direction: str, factor: float, order: st
     (see genlab.growth.timing.recommended_growth_tokens), stack it 4x, keep training. zero and
     direct-width preserve the model's function exactly (give width splitting --split-noise 0.1,
     or its copies stay identical in training); random saves its blending masks beside
-    the model (re-attach with genlab.growth.GrowthRamp.load before training on).
+    the model (load with genlab.growth.Grown.from_pretrained to train on with the ramp).
     """
     from genlab.growth import grow as grow_model
     from genlab.growth.checkpoints import load_causal_lm, operator_training_batches
@@ -291,9 +327,7 @@ def grow(model_dir: str, operator: str, direction: str, factor: float, order: st
                        order=order, ramp_steps=ramp_steps, seed=seed, split_noise=split_noise, learn_batches=batches,
                        learn_steps=learn_steps)
     Path(out).mkdir(parents=True, exist_ok=True)
-    grown.model.save_pretrained(out)
-    if grown.ramp is not None:
-        grown.ramp.save(out)
+    grown.save_pretrained(out)
     before = sum(p.numel() for p in source.parameters())
     after = sum(p.numel() for p in grown.model.parameters())
     click.echo(f"grew {type(source).__name__} {before / 1e6:.2f}M -> {after / 1e6:.2f}M parameters "
@@ -302,9 +336,9 @@ def grow(model_dir: str, operator: str, direction: str, factor: float, order: st
 
 @reproduce.command("growth")
 @click.option("--quick", is_flag=True, help="one seed, depth only, short training (about 1.5 minutes on 2 cores)")
-@click.option("--workers", default=2, show_default=True, help="training processes (one CPU thread each)")
+@num_workers_option("training processes (one CPU thread each)")
 @click.option("--out", default="runs/reproduce/growth", show_default=True, help="output folder")
-def reproduce_growth(quick: bool, workers: int, out: str) -> None:
+def reproduce_growth(quick: bool, num_workers: int, out: str) -> None:
     """Stacking Your Transformers (Du et al. 2024) on a byte-level LLaMA and the standard
     library's docstrings: a large model trained from scratch vs a small one grown 4x in depth
     (2x in width) with each operator, loss vs tokens and FLOPs, tokens/FLOPs saved to reach the
@@ -314,8 +348,8 @@ def reproduce_growth(quick: bool, workers: int, out: str) -> None:
     """
     from genlab.experiments import growth
 
-    _check_positive(workers=workers)
-    growth.run(Path(out), growth.PRESETS["quick" if quick else "full"], workers=workers)
+    _check_positive(num_workers=num_workers)
+    growth.run(Path(out), growth.PRESETS["quick" if quick else "full"], workers=num_workers)
     click.echo((Path(out) / "report.md").read_text())
     click.echo(f"results, curves and per-run logs in {out}")
 
@@ -332,6 +366,8 @@ def demo(only: str | None, out: str) -> None:
     worldmodel (iVideoGPT's quick run on the PushBlock world, with a rollout GIF).
     Each part takes about 2 minutes on 2 cores.
     """
+    from genlab.demo import run_demo
+
     report = run_demo(Path(out), only)
     click.echo(f"report: {report}")
 
@@ -347,22 +383,7 @@ def format_metrics_table(results: dict) -> str:
 def _check_positive(**values: int) -> None:
     for name, value in values.items():
         if value < 1:
-            raise GenlabError(f"--{name} must be >= 1, got {value}")
-
-
-train.add_command(cli_worldmodel.train_tokenizer_command)
-train.add_command(cli_worldmodel.train_worldmodel_command)
-reproduce.add_command(cli_worldmodel.reproduce_worldmodel_command)
-train.add_command(cli_camera.train_video_command)
-train.add_command(cli_camera.train_camera_command)
-sample.add_command(cli_camera.sample_camera_command)
-reproduce.add_command(cli_camera.reproduce_camera_command)
-train.add_command(cli_enhance.train_enhance_command)
-reproduce.add_command(cli_enhance.reproduce_enhance_command)
-reproduce.add_command(cli_align.reproduce_align_command)
-cli.add_command(cli_enhance.enhance_command)
-cli.add_command(cli_align.align_command)
-cli.add_command(cli_worldmodel.play_command, "play")
+            raise GenlabError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
 
 
 def main(argv: list[str] | None = None) -> None:

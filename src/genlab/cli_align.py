@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from genlab.align.config import AlignConfig
-from genlab.cli_options import build_config, options_from
+from genlab.cli_options import RenamedOption, build_config, num_workers_option, options_from
 
 REWARD_HELP = ("reward to maximise: class, brightness, colourfulness, motion-left/right/up/down, "
                "flow-left/right/up/down, temporal "
@@ -22,40 +22,49 @@ REWARD_HELP = ("reward to maximise: class, brightness, colourfulness, motion-lef
 @click.option("--reward-path", default=None, help="where the reward's pretrained weights are (folder or hub id); "
               "for `class`, the data set (digits or shapes)")
 @click.option("--guidance-scale", default=None, type=float, help="pipelines: classifier-free guidance scale")
-@click.option("--num-frames", default=None, type=int, help="text-to-video pipelines: frames per video")
+@click.option("--frames", default=None, type=int, cls=RenamedOption, renamed_from="--num-frames",
+              help="text-to-video pipelines: frames per video")
 @options_from(AlignConfig)
 def align_command(model_path: str, reward_name: str, reward_path: str | None, guidance_scale: float | None,
-                  num_frames: int | None, **values) -> None:
+                  frames: int | None, **values) -> None:
     """Align a diffusion model to a differentiable reward (VADER), or with DDPO as the baseline.
 
     VADER samples a batch with the full sampler (--sampling-steps, stochasticity --eta), scores it
     with the reward and back-propagates −reward through only the last --k sampler steps into LoRA
     adapters (--lora-rank on the --lora-targets linear layers; 0 trains all weights). Video models
     can score a subset of frames (--score-frames random | every-N) to save memory; mixed precision
-    (--precision bf16) and gradient checkpointing save more. --method ddpo instead runs PPO on the
+    (--mixed-precision bf16) and gradient checkpointing save more. --method ddpo instead runs PPO on the
     sampler's per-step Gaussian log-probabilities. Every sample scored counts as one reward query.
     The run folder gets log.jsonl (reward, queries, seconds per update), reward.png, checkpoints
-    (--resume continues) and adapter/ with the trained weights.
+    (--resume continues) and adapter/ with the trained weights: a peft adapter folder
+    (PeftModel.from_pretrained), plus diffusers' LoRA file for Stable Diffusion
+    (pipe.load_lora_weights). Runs data-parallel under `accelerate launch --multi_gpu
+    --num_processes N -m genlab.cli align ...` (CPU processes too; --batch-size is then split).
     """
     from genlab.align.rewards import build_reward
     from genlab.align.targets import load_target
     from genlab.align.trainer import AlignmentRun
+    from genlab.core.train import make_accelerator
 
     config = build_config(AlignConfig, values)
     config.validate()
-    target = load_target(model_path, guidance_scale, num_frames)
+    accelerator = make_accelerator()
+    target = load_target(model_path, guidance_scale, frames, device=accelerator.device)
     reward = build_reward(reward_name, reward_path)
-    result = AlignmentRun(target, reward, config, {"model": model_path, "reward_path": reward_path}).fit()
-    click.echo(f"{config.method}: {result.steps} updates, {result.queries} reward queries, last mean reward "
-               f"{result.last_reward:.4f}; adapter in {result.run_dir / 'adapter'}, curve in {result.run_dir / 'reward.png'}")
+    result = AlignmentRun(target, reward, config, {"model": model_path, "reward_path": reward_path},
+                          accelerator).fit()
+    if accelerator.is_main_process:
+        click.echo(f"{config.method}: {result.steps} updates, {result.queries} reward queries, last mean reward "
+                   f"{result.last_reward:.4f}; curve in {result.run_dir / 'reward.png'}")
+        click.echo(result.adapter_note)
 
 
 @click.command("align")
 @click.option("--quick", is_flag=True, help="two arms, one seed, tiny base models (about 3 minutes on 2 cores; the "
               "full preset, four arms and three seeds, about an hour)")
-@click.option("--workers", default=2, show_default=True, help="processes for independent jobs (one CPU thread each)")
+@num_workers_option()
 @click.option("--out", default="runs/reproduce/align", show_default=True, help="output folder")
-def reproduce_align_command(quick: bool, workers: int, out: str) -> None:
+def reproduce_align_command(quick: bool, num_workers: int, out: str) -> None:
     """VADER (Prabhudesai et al. 2024) at small scale: reward-gradient alignment with K = 1 and a larger K
     against DDPO, on digits models (p(class 3); brightness trained on labels 0-4 and checked on the
     held-out 5-9) and a sprite video model (leftward optical flow; temporal consistency), over several
@@ -67,6 +76,6 @@ def reproduce_align_command(quick: bool, workers: int, out: str) -> None:
 
     from genlab.experiments.align import PRESETS, run
 
-    results = run(Path(out), PRESETS["quick" if quick else "full"], workers)
+    results = run(Path(out), PRESETS["quick" if quick else "full"], num_workers)
     click.echo((Path(out) / "report.md").read_text())
     click.echo(f"results in {out} ({len(results['runs'])} alignment runs)")

@@ -4,16 +4,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import numpy as np
-import torch
 
-from genlab.camera.training import CameraModelConfig, train_camera_model
-from genlab.cli_options import build_config, options_from
-from genlab.core.images import save_video, video_grid
-from genlab.core.video_model import VideoModelConfig, train_video_model
+from genlab.camera.config import CameraModelConfig
+from genlab.cli_options import RenamedOption, build_config, num_workers_option, options_from
+from genlab.core.config import VideoModelConfig
 from genlab.errors import GenlabError
+
+if TYPE_CHECKING:
+    import torch
 
 
 @click.command("video")
@@ -27,6 +28,8 @@ def train_video_command(**values) -> None:
     space-time attention or factorised (space, then time). The EMA model goes to <run-dir>/model;
     add a camera input with `genlab train camera --base <run-dir>`.
     """
+    from genlab.core.video_model import train_video_model
+
     config = build_config(VideoModelConfig, values)
     result = train_video_model(config)
     click.echo(f"trained {result.steps} steps (last loss {result.last_loss:.4f}); video model in {config.run_dir}/model")
@@ -43,6 +46,8 @@ def train_camera_command(**values) -> None:
     [--window-start, --window-end]. --variant concat: the naive baseline, Plücker frames
     concatenated to the input and the whole model fine-tuned. The model goes to <run-dir>/model.
     """
+    from genlab.camera.training import train_camera_model
+
     config = build_config(CameraModelConfig, values)
     result = train_camera_model(config)
     click.echo(f"trained {result.steps} steps (last loss {result.last_loss:.4f}); camera model in {config.run_dir}/model")
@@ -51,6 +56,9 @@ def train_camera_command(**values) -> None:
 def _requested_poses(trajectory: str, poses_file: str | None, frames: int, strength: float | None,
                      seed: int) -> torch.Tensor:
     """Camera-to-world poses ``[frames, 4, 4]``: a named trajectory or a ``.npy`` file of poses."""
+    import numpy as np
+    import torch
+
     from genlab.data.trajectories import check_cameras, make_trajectory
 
     if poses_file is None:
@@ -67,7 +75,8 @@ def _requested_poses(trajectory: str, poses_file: str | None, frames: int, stren
 
 
 @click.command("camera")
-@click.option("--model", "model_dir", required=True, help="camera model (run folder of `genlab train camera`)")
+@click.option("--model", "model_dir", required=True, help="camera model (run folder of `genlab train camera`, or "
+              "a saved camera model on a local CogVideoX folder)")
 @click.option("--trajectory", default="orbit", show_default=True,
               type=click.Choice(["orbit", "pan", "tilt", "dolly", "random"]), help="requested camera path")
 @click.option("--strength", default=None, type=float, help="size of the motion (radians for orbit/pan/tilt, "
@@ -75,41 +84,76 @@ def _requested_poses(trajectory: str, poses_file: str | None, frames: int, stren
 @click.option("--poses", "poses_file", default=None, help="a .npy file of camera-to-world poses [T, 4, 4] "
               "(OpenCV axes) instead of --trajectory")
 @click.option("--scene", default=0, show_default=True, help="seed of the procedural scene whose first frame starts the clip")
-@click.option("--steps", default=18, show_default=True, help="Heun noise levels")
+@click.option("--sampling-steps", default=18, show_default=True, cls=RenamedOption, renamed_from="--steps",
+              help="Heun noise levels")
 @click.option("--seed", default=0, show_default=True, help="seed of the sampling noise (and of a random trajectory)")
 @click.option("--out", default="runs/sample/camera.gif", show_default=True, help="video to write (.gif or .mp4)")
+@click.option("--prompt", default=None, help="CogVideoX models: text prompt (needs the folder's text_encoder/ and "
+              "tokenizer/; default: the empty prompt, or zero embeddings without a text encoder)")
+@click.option("--guidance-scale", default=1.0, show_default=True, type=float,
+              help="CogVideoX models: classifier-free guidance scale (1 = off; CogVideoX's own default is 6)")
 def sample_camera_command(model_dir: str, trajectory: str, strength: float | None, poses_file: str | None,
-                          scene: int, steps: int, seed: int, out: str) -> None:
+                          scene: int, sampling_steps: int, seed: int, out: str, prompt: str | None,
+                          guidance_scale: float) -> None:
     """Generate a clip that follows a requested camera path, beside the path's true rendering.
 
     The clip starts from the first frame of procedural scene --scene; the video shows the generated
-    clip (left) and the scene rendered along the requested cameras (right).
+    clip (left) and the scene rendered along the requested cameras (right). A camera model on a
+    CogVideoX base instead makes a clip at CogVideoX's native size from --prompt (no --scene, no
+    rendering), on CUDA when available.
     """
+    import torch
+
+    from genlab.camera.cogvideox import CogVideoXDenoiser
     from genlab.camera.model import load_camera_model
     from genlab.camera.training import clip_plucker
+    from genlab.core.images import save_video, video_grid
     from genlab.core.video_model import generate_videos
     from genlab.data import default_intrinsics, random_scenes, render
 
-    if steps < 1:
-        raise GenlabError(f"--steps must be >= 1, got {steps}")
+    if sampling_steps < 1:
+        raise GenlabError(f"--sampling-steps must be >= 1, got {sampling_steps}")
     model = load_camera_model(model_dir)
+    if isinstance(getattr(model, "base", None), CogVideoXDenoiser):
+        _sample_cogvideox_camera(model, trajectory, strength, poses_file, sampling_steps, seed, out, prompt,
+                                 guidance_scale)
+        return
+    if prompt is not None or guidance_scale != 1:
+        raise GenlabError("--prompt and --guidance-scale apply only to camera models on a CogVideoX base")
     cfg = model.backbone.config
     poses = _requested_poses(trajectory, poses_file, cfg.frames, strength, seed)[None]
     intrinsics = default_intrinsics(cfg.resolution).expand(1, cfg.frames, 3, 3)
     truth = render(random_scenes(1, seed=scene), poses, intrinsics, cfg.resolution)
-    clip = generate_videos(model, tuple(truth.shape), steps=steps, seed=seed,
+    clip = generate_videos(model, tuple(truth.shape), steps=sampling_steps, seed=seed,
                            plucker=clip_plucker(poses, intrinsics, cfg.resolution),
                            **model.first_frame_kwargs(truth[:, 0]))
     save_video(video_grid(torch.cat([clip, truth]), columns=2, scale=max(1, 128 // cfg.resolution)), out, fps=4)
     click.echo(f"{cfg.frames} frames ({model.variant} model) in {out} (left: generated, right: true rendering)")
 
 
+def _sample_cogvideox_camera(model, trajectory: str, strength: float | None, poses_file: str | None, steps: int,
+                             seed: int, out: str, prompt: str | None, guidance_scale: float) -> None:
+    """``genlab sample camera`` for a camera model on a CogVideoX base: the generated clip alone, at 8 fps."""
+    import torch
+
+    from genlab.camera.cogvideox import clip_geometry, generate_camera_clip
+    from genlab.core.images import save_video, video_grid
+
+    geometry = clip_geometry(model.base)
+    poses = _requested_poses(trajectory, poses_file, geometry.frames, strength, seed)
+    model.to("cuda" if torch.cuda.is_available() else "cpu")
+    clip = generate_camera_clip(model, poses, steps=steps, seed=seed, prompt=prompt or "",
+                                guidance_scale=guidance_scale, progress=True)
+    save_video(video_grid(clip.cpu(), columns=1, padding=0, scale=max(1, 128 // geometry.width)), out, fps=8)
+    click.echo(f"{geometry.frames} frames ({model.variant} model on CogVideoX {model.base.folder}) in {out}")
+
+
 @click.command("camera")
 @click.option("--quick", is_flag=True, help="300 clips at 16×16, short training (about 1 minute on 2 idle cores; "
               "the full preset, 3,000 clips at 32×32, about an hour on 2 shared cores)")
-@click.option("--workers", default=2, show_default=True, help="processes for independent jobs (one CPU thread each)")
+@num_workers_option()
 @click.option("--out", default="runs/reproduce/camera", show_default=True, help="output folder")
-def reproduce_camera_command(quick: bool, workers: int, out: str) -> None:
+def reproduce_camera_command(quick: bool, num_workers: int, out: str) -> None:
     """VD3D (Bahmani et al. 2024) at small scale: a base video DiT (first frame in, no camera) vs
     the VD3D ControlNet on Plücker frames (base frozen) vs the naive baseline (Plücker concatenated
     to the input, whole model fine-tuned), on held-out procedural scenes under orbit, pan, tilt,
@@ -120,8 +164,8 @@ def reproduce_camera_command(quick: bool, workers: int, out: str) -> None:
     """
     from genlab.experiments import camera
 
-    if workers < 1:
-        raise GenlabError(f"--workers must be >= 1, got {workers}")
-    camera.run(Path(out), camera.PRESETS["quick" if quick else "full"], workers=workers)
+    if num_workers < 1:
+        raise GenlabError(f"--num-workers must be >= 1, got {num_workers}")
+    camera.run(Path(out), camera.PRESETS["quick" if quick else "full"], workers=num_workers)
     click.echo((Path(out) / "report.md").read_text())
     click.echo(f"results and trajectories video in {out}")

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import click
 
-from genlab.cli_options import build_config, options_from
-from genlab.enhance.inference import EnhanceSettings
-from genlab.enhance.training import EnhanceConfig
+from genlab.cli_options import build_config, num_workers_option, options_from
+from genlab.enhance.config import EnhanceConfig, EnhanceSettings
 from genlab.errors import GenlabError
 
 
@@ -47,7 +46,7 @@ def enhance_command(input_path: str, model_dir: str, space: int, time_factor: in
     """Enhance a low-resolution, low-frame-rate video (VEnhancer): space-time super-resolution.
 
     The ControlNet enhancer samples from an SDEdit start (the trilinear up-sampling noised to
-    --start-sigma) in --steps Heun steps, conditioned on the input frames at the key frames. Videos
+    --start-sigma) in --sampling-steps Heun steps, conditioned on the input frames at the key frames. Videos
     longer than the model's clip and frames larger than its resolution run in overlapping chunks and
     tiles blended at every step; --memory-budget bounds how many run at once. s·h and s·w must be
     multiples of the model's patch size.
@@ -69,9 +68,9 @@ def enhance_command(input_path: str, model_dir: str, space: int, time_factor: in
 @click.command("enhance")
 @click.option("--quick", is_flag=True, help="300 clips at 16×16, short training (under a minute on 2 idle cores; "
               "the full preset, 3,000 clips at 32×32, over an hour)")
-@click.option("--workers", default=2, show_default=True, help="processes for independent jobs (one CPU thread each)")
+@num_workers_option()
 @click.option("--out", default="runs/reproduce/enhance", show_default=True, help="output folder")
-def reproduce_enhance_command(quick: bool, workers: int, out: str) -> None:
+def reproduce_enhance_command(quick: bool, num_workers: int, out: str) -> None:
     """VEnhancer (He et al. 2024) at small scale: trilinear up-sampling vs an L2 regression video DiT vs
     the ControlNet enhancer on a frozen base, on held-out clips degraded by trained and unseen (s, k):
     PSNR, SSIM, FD of frames, temporal error. Also noise augmentation on/off on generated
@@ -81,8 +80,8 @@ def reproduce_enhance_command(quick: bool, workers: int, out: str) -> None:
     """
     from genlab.experiments import enhance
 
-    if workers < 1:
-        raise GenlabError(f"--workers must be >= 1, got {workers}")
-    enhance.run(Path(out), enhance.PRESETS["quick" if quick else "full"], workers=workers)
+    if num_workers < 1:
+        raise GenlabError(f"--num-workers must be >= 1, got {num_workers}")
+    enhance.run(Path(out), enhance.PRESETS["quick" if quick else "full"], workers=num_workers)
     click.echo((Path(out) / "report.md").read_text())
     click.echo(f"results and side-by-side video in {out}")

@@ -1,8 +1,9 @@
 """Click options generated from config dataclasses, so every flag is exactly one config field.
 
-A field declared with :func:`genlab.core.train.option` becomes ``--field-name`` with its help
+A field declared with :func:`genlab.core.config.option` becomes ``--field-name`` with its help
 text, default, type (from the default, or ``type=`` in its metadata) and choices; a bool field
-becomes a ``--name/--no-name`` switch.
+becomes a ``--name/--no-name`` switch. A field with ``renamed_from="--old-name"`` still accepts the
+old spelling for one release (:class:`RenamedOption`).
 """
 
 from __future__ import annotations
@@ -25,11 +26,43 @@ def options_from(config_class: type, exclude: tuple[str, ...] = ()) -> Callable:
     return decorate
 
 
+class RenamedOption(click.Option):
+    """A value option that also accepts its old spelling ``renamed_from`` for one release: the old
+    name is hidden from ``--help``, and using it prints a one-line deprecation note on stderr."""
+
+    def __init__(self, *args, renamed_from: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.renamed_from = renamed_from
+
+    @property
+    def _old_dest(self) -> str:
+        return f"{self.name} as {self.renamed_from}"
+
+    def add_to_parser(self, parser, ctx: click.Context) -> None:
+        super().add_to_parser(parser, ctx)
+        parser.add_option(obj=self, opts=[self.renamed_from], dest=self._old_dest, action="store", nargs=self.nargs)
+
+    def consume_value(self, ctx: click.Context, opts):
+        if self._old_dest in opts:
+            click.echo(f"genlab: warning: {self.renamed_from} is deprecated and goes away in the next release; "
+                       f"use {self.opts[0]}", err=True)
+            opts = {self.name: opts[self._old_dest], **opts}
+        return super().consume_value(ctx, opts)
+
+
+def num_workers_option(help: str = "processes for independent jobs (one CPU thread each)") -> Callable:
+    """The ``--num-workers`` option of the ``reproduce`` commands (spelt ``--workers`` before)."""
+    return click.option("--num-workers", default=2, show_default=True, cls=RenamedOption, renamed_from="--workers",
+                        help=help)
+
+
 def _option(config_field: dataclasses.Field) -> Callable:
     flag = "--" + config_field.name.replace("_", "-")
     default = config_field.default
     meta = config_field.metadata
     common = {"default": default, "help": meta.get("help"), "show_default": default is not None}
+    if "renamed_from" in meta:
+        common.update(cls=RenamedOption, renamed_from=meta["renamed_from"])
     if isinstance(default, bool):
         return click.option(f"{flag}/--no-{flag[2:]}", config_field.name, **common)
     if "choices" in meta:

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import click
 
-from genlab.cli_options import build_config, options_from
-from genlab.core.images import save_video
+from genlab.cli_options import RenamedOption, build_config, num_workers_option, options_from
 from genlab.errors import GenlabError
-from genlab.worldmodel.training import TokenizerConfig, TransformerConfig, train_tokenizer, train_transformer
+from genlab.worldmodel.config import TokenizerConfig, TransformerConfig
 
 
 @click.command("tokenizer")
@@ -25,6 +24,8 @@ def train_tokenizer_command(**values) -> None:
     Trains the perceptual feature net first (<run-dir>/state_net); the EMA tokenizer goes to
     <run-dir>/model.
     """
+    from genlab.worldmodel.training import train_tokenizer
+
     config = build_config(TokenizerConfig, values)
     result = train_tokenizer(config)
     click.echo(f"trained {result.steps} steps (last loss {result.last_loss:.4f}); tokenizer in {config.run_dir}/model")
@@ -40,6 +41,8 @@ def train_worldmodel_command(**values) -> None:
     action-free model) and a reward head reads each frame's last token. <run-dir>/model becomes a
     whole world model for `genlab play` and WorldModel.from_pretrained.
     """
+    from genlab.worldmodel.training import train_transformer
+
     config = build_config(TransformerConfig, values)
     result = train_transformer(config)
     click.echo(f"trained {result.steps} steps (last loss {result.last_loss:.4f}); world model in {config.run_dir}/model")
@@ -48,9 +51,9 @@ def train_worldmodel_command(**values) -> None:
 @click.command("worldmodel")
 @click.option("--quick", is_flag=True, help="100 episodes, short training, 4 control episodes (about 2.5 minutes on 2 "
               "cores; the full preset takes about 50)")
-@click.option("--workers", default=2, show_default=True, help="processes for independent jobs (one CPU thread each)")
+@num_workers_option()
 @click.option("--out", default="runs/reproduce/worldmodel", show_default=True, help="output folder")
-def reproduce_worldmodel_command(quick: bool, workers: int, out: str) -> None:
+def reproduce_worldmodel_command(quick: bool, num_workers: int, out: str) -> None:
     """iVideoGPT (Wu et al. 2024) on the built-in PushBlock world: compressive vs per-frame
     tokenizer and action-conditioned vs action-free transformer, scored on held-out episodes by
     PSNR/SSIM (mean and best of N samples), FD, agent position error and rollout speed, at 32×32;
@@ -60,9 +63,9 @@ def reproduce_worldmodel_command(quick: bool, workers: int, out: str) -> None:
     """
     from genlab.experiments import worldmodel
 
-    if workers < 1:
-        raise GenlabError(f"--workers must be >= 1, got {workers}")
-    worldmodel.run(Path(out), worldmodel.PRESETS["quick" if quick else "full"], workers=workers)
+    if num_workers < 1:
+        raise GenlabError(f"--num-workers must be >= 1, got {num_workers}")
+    worldmodel.run(Path(out), worldmodel.PRESETS["quick" if quick else "full"], workers=num_workers)
     click.echo((Path(out) / "report.md").read_text())
     click.echo(f"results and rollout video in {out}")
 
@@ -72,13 +75,14 @@ def reproduce_worldmodel_command(quick: bool, workers: int, out: str) -> None:
 @click.option("--seed", default=0, show_default=True, help="PushBlock reset seed: the first frame")
 @click.option("--actions", "actions_file", default=None, help="action file (.npy, or text: 'dx dy' per line); "
               "without it, keys typed in the terminal drive the rollout")
-@click.option("--steps", default=30, show_default=True, help="most steps to play")
+@click.option("--rollout-steps", default=30, show_default=True, cls=RenamedOption, renamed_from="--steps",
+              help="most environment steps to play")
 @click.option("--compare/--no-compare", default=True, show_default=True,
               help="step the real environment with the same actions and show it beside the imagined frames")
 @click.option("--top-k", default=16, show_default=True, help="sample each token among the k most likely (1 = greedy)")
 @click.option("--sample-seed", default=0, show_default=True, help="seed of the token sampling")
 @click.option("--out", default="runs/play/rollout.mp4", show_default=True, help="video to write (.mp4 or .gif)")
-def play_command(model_dir: str, seed: int, actions_file: str | None, steps: int, compare: bool, top_k: int,
+def play_command(model_dir: str, seed: int, actions_file: str | None, rollout_steps: int, compare: bool, top_k: int,
                  sample_seed: int, out: str) -> None:
     """Roll a world model out interactively: type w/a/s/d (+ Enter) to move the agent, q to stop,
     and watch the imagined frames in the terminal; or replay an action file. The rollout (beside
@@ -87,11 +91,12 @@ def play_command(model_dir: str, seed: int, actions_file: str | None, steps: int
     """
     from itertools import islice
 
+    from genlab.core.images import save_video
     from genlab.worldmodel.model import WorldModel
     from genlab.worldmodel.play import HELP, ansi_frame, keyboard_actions, play, read_actions
 
-    if steps < 1 or top_k < 1:
-        raise GenlabError(f"--steps and --top-k must be >= 1, got {steps} and {top_k}")
+    if rollout_steps < 1 or top_k < 1:
+        raise GenlabError(f"--rollout-steps and --top-k must be >= 1, got {rollout_steps} and {top_k}")
     world_model = WorldModel.from_pretrained(model_dir, top_k=top_k, seed=sample_seed)
     show = None
     if actions_file is not None:
@@ -103,7 +108,7 @@ def play_command(model_dir: str, seed: int, actions_file: str | None, steps: int
             def show(frame, reward):
                 click.echo(ansi_frame(frame))
                 click.echo(f"predicted reward {reward:+.3f}")
-    video, rewards = play(world_model, seed, islice(actions, steps), compare=compare, show=show)
+    video, rewards = play(world_model, seed, islice(actions, rollout_steps), compare=compare, show=show)
     if len(rewards) == 0:
         raise GenlabError("no actions were given, so there is nothing to play")
     save_video(video, out, fps=5, scale=3)

@@ -1,7 +1,8 @@
 """``genlab demo``: each method's small demonstration, gathered into one HTML report.
 
 A part is a function ``part(folder) -> ReportSection`` that does its work inside ``folder``
-(a sub-folder of the demo's output named after the part) and returns its report section;
+(a sub-folder of the demo's output named after the part) and returns its report section (it
+imports what it needs, so that ``genlab demo --help`` reads :data:`PARTS` without torch);
 figures are referenced by paths relative to the report. Each part should take ≤ 2 minutes
 on 2 CPU cores so that the whole demo stays ≤ 15 minutes.
 """
@@ -15,18 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from genlab.core import image_model
-from genlab.core.images import save_image_grid
 from genlab.errors import GenlabError
-from genlab.experiments import align as align_experiment
-from genlab.experiments import camera as camera_experiment
-from genlab.experiments import disco as disco_experiment
-from genlab.experiments import enhance as enhance_experiment
-from genlab.experiments import growth as growth_experiment
-from genlab.experiments import guidance as guidance_experiment
-from genlab.experiments import worldmodel as worldmodel_experiment
 
 
 @dataclass
@@ -55,6 +45,11 @@ CORE_EVAL_IMAGES = 1000
 
 def core_part(folder: Path) -> ReportSection:
     """Train a tiny class-conditional digits U-Net, sample a grid, score trained vs untrained."""
+    import torch
+
+    from genlab.core import image_model
+    from genlab.core.images import save_image_grid
+
     run_dir = folder / "run"
     shutil.rmtree(run_dir, ignore_errors=True)
     config = image_model.ImageModelConfig(data="digits", steps=CORE_STEPS, checkpoint_every=CORE_STEPS,
@@ -85,6 +80,8 @@ def core_part(folder: Path) -> ReportSection:
 
 def guidance_part(folder: Path) -> ReportSection:
     """ICG / TSG / CFG on three tiny digits models (a shortened ``genlab reproduce guidance``)."""
+    from genlab.experiments import guidance as guidance_experiment
+
     config = guidance_experiment.PRESETS["demo"]
     results = guidance_experiment.run(folder, config)
     rows = {name: runs[0] for name, runs in results["table"].items()}
@@ -109,6 +106,8 @@ def guidance_part(folder: Path) -> ReportSection:
 
 def disco_part(folder: Path) -> ReportSection:
     """DisCo-Diff's toy and a short shapes run (a shortened ``genlab reproduce disco``)."""
+    from genlab.experiments import disco as disco_experiment
+
     preset = disco_experiment.PRESETS["demo"]
     results = disco_experiment.run(folder, preset)
     toy = {name: runs[0] for name, runs in results["toy"]["results"].items()}
@@ -141,6 +140,8 @@ def disco_part(folder: Path) -> ReportSection:
 
 def growth_part(folder: Path) -> ReportSection:
     """Model growth: a 1-layer byte-level LLaMA stacked to 4 layers with each operator vs scratch."""
+    from genlab.experiments import growth as growth_experiment
+
     preset = growth_experiment.PRESETS["demo"]
     results = growth_experiment.run(folder, preset)
     seed = preset.seeds[0]
@@ -174,6 +175,8 @@ def growth_part(folder: Path) -> ReportSection:
 
 def worldmodel_part(folder: Path) -> ReportSection:
     """iVideoGPT: the quick world-model reproduction (32 px PushBlock) and its rollout GIF."""
+    from genlab.experiments import worldmodel as worldmodel_experiment
+
     results = worldmodel_experiment.run(folder, worldmodel_experiment.PRESETS["quick"])
     preset = results["preset"]
     rows = {name: {"tokens/frame": r["future_tokens"], "PSNR": r["psnr"], "SSIM": r["ssim"],
@@ -209,6 +212,8 @@ WORLDMODEL_FULL_RUN = (
 
 def camera_part(folder: Path) -> ReportSection:
     """VD3D: the quick camera-control reproduction (16 px scenes) and its trajectories GIF."""
+    from genlab.experiments import camera as camera_experiment
+
     results = camera_experiment.run(folder, camera_experiment.PRESETS["quick"])
     preset, evaluation, training = results["preset"], results["evaluation"], results["training"]
     rows = {f"{name} (estimator)": evaluation[name] for name in ("ground truth", "no camera motion")}
@@ -236,6 +241,8 @@ CAMERA_FULL_RUN = "This short run shows the pipeline, not the effect; see docs/r
 
 def enhance_part(folder: Path) -> ReportSection:
     """VEnhancer: the quick enhancement reproduction (16 px clips) and its side-by-side GIF."""
+    from genlab.experiments import enhance as enhance_experiment
+
     results = enhance_experiment.run(folder, enhance_experiment.PRESETS["quick"])
     preset = results["preset"]
     rows = {f"s={setting['space']}, k={setting['time']}{'' if setting['trained'] else ' (unseen)'}: {method}": row
@@ -268,6 +275,8 @@ ENHANCE_FULL_RUN = (
 
 def align_part(folder: Path) -> ReportSection:
     """VADER: the quick alignment reproduction (VADER K=1, large K and DDPO on a digits and a video model)."""
+    from genlab.experiments import align as align_experiment
+
     results = align_experiment.run(folder, align_experiment.PRESETS["quick"])
     preset = results["preset"]
     rows = {f"{r['arm']}: {r['method']}": align_experiment.headline(r) for r in results["base"] + results["runs"]}

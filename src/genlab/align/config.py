@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from genlab.core.train import option
+from genlab.core.config import option
 from genlab.errors import GenlabError
 
 METHODS = ("vader", "ddpo")
@@ -22,7 +22,7 @@ class AlignConfig:
     method: str = option("vader", "vader: back-propagate the reward; ddpo: PPO on the sampler's log-probabilities",
                          choices=METHODS)
     steps: int = option(100, "optimiser updates")
-    batch_size: int = option(8, "samples per micro-batch")
+    batch_size: int = option(8, "samples per micro-batch (split across processes under accelerate launch)")
     accumulate: int = option(1, "micro-batches per update (gradient accumulation)")
     lr: float = option(1e-3, "learning rate (AdamW)")
     grad_clip: float = option(1.0, "clip the gradient norm to this (0 = off)")
@@ -32,9 +32,10 @@ class AlignConfig:
     random_k: bool = option(False, "VADER: draw K uniformly from 1..--k for every micro-batch")
     lora_rank: int = option(16, "LoRA rank (0 = train all weights)")
     lora_alpha: float = option(0.0, "LoRA alpha (0 = the rank, i.e. scale 1)")
-    lora_targets: str = option("", "comma-separated names of linear layers that get LoRA (default: the model's "
-                                   "attention projections)")
-    precision: str = option("no", "autocast precision of the model's forward passes", choices=PRECISIONS)
+    lora_targets: str = option("", "comma-separated ends of the names of the Linear/Conv layers that get LoRA, "
+                                   "e.g. to_q,to_out.0 (default: the model's attention projections)")
+    mixed_precision: str = option("no", "autocast precision of the model's forward passes", choices=PRECISIONS,
+                                  renamed_from="--precision")
     gradient_checkpointing: bool = option(False, "recompute activations in the backward pass (saves memory)")
     score_frames: str = option("all", f"video models: frames the reward sees ({FRAME_MODES})")
     labels: str = option("", "class-conditional models: comma-separated labels to train on (default: all)")

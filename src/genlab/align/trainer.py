@@ -6,12 +6,20 @@ checkpoint/resume and the final adapter. A run folder holds::
 
     config.json   checkpoints/   log.jsonl (one record per update)   reward.png   adapter/
 
-``adapter/`` has ``weights.safetensors`` (LoRA adapters, or all weights) and ``align.json``.
+``adapter/`` holds the trained weights in the formats of :mod:`genlab.align.export` (peft's adapter
+folder, diffusers' LoRA file for Stable Diffusion, or all weights) and ``align.json``.
+
+Multi-process: run ``genlab align`` under ``accelerate launch`` (GPUs, or CPU processes over gloo).
+``--batch-size`` is then the micro-batch over all processes: every process draws the conditions and
+noise of the whole micro-batch from the same seeded generator and samples its own contiguous rows;
+gradients are averaged over the processes, rewards gathered (the logged reward and DDPO's advantages
+use the whole micro-batch; every process's samples count as queries), and only the main process
+writes the run folder. N processes with batch B therefore compute what one process with batch B
+does, up to floating-point summation order.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -21,12 +29,13 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from accelerate import Accelerator
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from genlab.align.checkpointing import enable_block_checkpointing
 from genlab.align.config import AlignConfig, frame_mode, label_list, prompt_list
+from genlab.align.export import ADAPTER_DIR, export_adapter, load_adapter
 from genlab.align.lora import add_lora, load_trainable_state, trainable_parameters, trainable_state
 from genlab.align.rewards.base import Reward
 from genlab.align.sampling import sample_for_reward, step_log_prob
@@ -38,22 +47,22 @@ from genlab.core.checkpoint import (
     unflatten_optimizer_state,
 )
 from genlab.core.runlog import append_log, plot_curve
-from genlab.core.train import open_run_dir
+from genlab.core.train import make_accelerator, open_run_dir
 from genlab.errors import GenlabError
 
-ADAPTER_DIR = "adapter"
-ADAPTER_INFO = "align.json"
 RESUMABLE_FIELDS = ("steps", "resume", "checkpoint_every", "keep_checkpoints", "progress", "run_dir")
 
 
 @dataclass
 class AlignResult:
-    """The end of a run: updates done, reward queries used, the last batch's mean reward, the folder."""
+    """The end of a run: updates done, reward queries used, the last batch's mean reward, the folder,
+    and one line on the exported adapter and how to load it (empty on processes other than the main one)."""
 
     steps: int
     queries: int
     last_reward: float
     run_dir: Path
+    adapter_note: str = ""
 
 
 class ConditionSampler:
@@ -125,18 +134,31 @@ def score_samples(reward: Reward, samples: Tensor, prompts: Sequence[str] | None
 
 
 class AlignmentRun:
-    """One VADER or DDPO run of ``target`` against ``reward`` (call :meth:`fit`)."""
+    """One VADER or DDPO run of ``target`` against ``reward`` (call :meth:`fit`).
 
-    def __init__(self, target: AlignTarget, reward: Reward, config: AlignConfig, run_info: dict | None = None):
+    ``accelerator`` (default: :func:`make_accelerator`) says which share of each micro-batch this
+    process samples; under ``accelerate launch``, load ``target`` onto ``accelerator.device``.
+    """
+
+    def __init__(self, target: AlignTarget, reward: Reward, config: AlignConfig, run_info: dict | None = None,
+                 accelerator: Accelerator | None = None):
         config.validate()
+        self.accelerator = accelerator or make_accelerator()
+        world, rank = self.accelerator.num_processes, self.accelerator.process_index
+        if config.batch_size % world:
+            raise GenlabError(f"--batch-size {config.batch_size} must be divisible by the {world} processes "
+                              "(it is the micro-batch over all of them)")
+        share = config.batch_size // world
+        self.rows = slice(rank * share, (rank + 1) * share)
         self.target, self.reward, self.config = target, reward.to(target.device), config
         self.conditions = ConditionSampler(target, reward, config)
         self.run_dir = Path(config.run_dir)
         self.run_config = {**asdict(config), "reward": reward.name, **(run_info or {})}
         self.lora_targets = config.lora_target_names(target.lora_targets)
         torch.manual_seed(config.seed)  # peft draws the adapters' A matrices from the global RNG
+        self.peft_model = None
         if config.lora:
-            add_lora(target.module, config.lora_rank, self.lora_targets, config.lora_alpha or None)
+            self.peft_model = add_lora(target.module, config.lora_rank, self.lora_targets, config.lora_alpha or None)
         else:
             target.module.requires_grad_(True)
         if config.gradient_checkpointing:
@@ -149,34 +171,47 @@ class AlignmentRun:
 
     # -- pieces shared by both methods ------------------------------------------------------------
     def autocast(self):
-        if self.config.precision == "bf16":
+        if self.config.mixed_precision == "bf16":
             return torch.autocast(self.target.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
+    def _share(self, batch):
+        """This process's rows of a global micro-batch (a tensor or a list; None stays None)."""
+        return None if batch is None else batch[self.rows]
+
     def _micro_batch(self, step: int, micro: int) -> tuple[torch.Generator, dict, list | None, Tensor | None, Tensor]:
-        """Seeded conditions and noise of micro-batch ``micro`` of update ``step`` (reproducible on resume)."""
+        """Seeded conditions and noise ``[b, ...]`` of this process's share of micro-batch ``micro`` of
+        update ``step`` (reproducible on resume; the generator draws the whole micro-batch)."""
         generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + step * 1009 + micro)
         prompts, labels = self.conditions.draw(self.config.batch_size, generator)
+        prompts, labels = self._share(prompts), self._share(labels)
+        noise = self._share(torch.randn(self.target.state_shape(self.config.batch_size), generator=generator))
         cond = self.target.encode_condition(prompts if self.conditions.to_model else None,
                                             labels if self.conditions.to_model else None)
-        noise = torch.randn(self.target.state_shape(self.config.batch_size), generator=generator)
         return generator, cond, prompts, labels, noise.to(self.target.device)
 
-    def _rewards(self, x0: Tensor, prompts, labels, generator: torch.Generator, step: int) -> Tensor:
-        """Decode (only the scored frames of videos), score, count the queries, check finiteness."""
+    def _step_noise(self, generator: torch.Generator) -> Tensor:
+        """The sampler's per-step noise ``[steps, b, ...]``: this process's rows of the micro-batch's draw."""
+        shape = (self.config.sampling_steps, *self.target.state_shape(self.config.batch_size))
+        return torch.randn(shape, generator=generator)[:, self.rows]
+
+    def _rewards(self, x0: Tensor, prompts, labels, generator: torch.Generator, step: int) -> tuple[Tensor, Tensor]:
+        """Decode (only the scored frames of videos) and score this process's samples: their rewards
+        ``[b]`` and every process's ``[B]`` (counted as queries, checked for finiteness)."""
         frames = None
         if self.target.modality == "video":
             frames = choose_frames(self.target.state_shape(1)[1], self.config.score_frames, generator)
         samples = self.target.decode(x0, frames)
         labels = labels.to(samples.device) if labels is not None and self.conditions.to_reward else None
         scores = score_samples(self.reward, samples, prompts if self.conditions.to_reward else None, labels)
-        self.queries += scores.shape[0]
-        if not torch.isfinite(scores).all():
+        every = self.accelerator.gather(scores.detach())
+        self.queries += every.shape[0]
+        if not torch.isfinite(every).all():
             kept = latest_checkpoint(self.run_dir / "checkpoints")
             where = f"the last good checkpoint stays in {kept}" if kept else "no checkpoint had been written yet"
             raise GenlabError(f"the {self.reward.name!r} reward returned non-finite values at update {step + 1}; "
                               f"stopped without saving ({where})")
-        return scores
+        return scores, every
 
     def _denoise_fn(self, cond: dict):
         return partial(self.target.denoise, cond=cond)
@@ -188,11 +223,11 @@ class AlignmentRun:
         for micro in range(config.accumulate):
             generator, cond, prompts, labels, noise = self._micro_batch(step, micro)
             k = int(torch.randint(1, config.k + 1, (1,), generator=generator)) if config.random_k else config.k
-            x0, _ = sample_for_reward(self._denoise_fn(cond), noise, self.sigmas, config.eta, k, generator,
-                                      autocast=self.autocast)
-            scores = self._rewards(x0, prompts, labels, generator, step)
+            x0, _ = sample_for_reward(self._denoise_fn(cond), noise, self.sigmas, config.eta, k,
+                                      step_noise=self._step_noise(generator), autocast=self.autocast)
+            scores, every = self._rewards(x0, prompts, labels, generator, step)
             (-scores.mean() / config.accumulate).backward()
-            rewards.append(scores.detach())
+            rewards.append(every)
         return self._apply_gradients(), float(torch.cat(rewards).mean())
 
     def ddpo_update(self, step: int) -> tuple[float, float]:
@@ -203,12 +238,13 @@ class AlignmentRun:
             for micro in range(config.accumulate):
                 generator, cond, prompts, labels, noise = self._micro_batch(step, micro)
                 x0, trajectory = sample_for_reward(self._denoise_fn(cond), noise, self.sigmas, config.eta, 0,
-                                                   generator, record_trajectory=True, autocast=self.autocast)
-                batches.append((cond, trajectory, self._rewards(x0, prompts, labels, generator, step)))
-        all_rewards = torch.cat([b[2] for b in batches])
+                                                   step_noise=self._step_noise(generator), record_trajectory=True,
+                                                   autocast=self.autocast)
+                batches.append((cond, trajectory, *self._rewards(x0, prompts, labels, generator, step)))
+        all_rewards = torch.cat([b[3] for b in batches])
         mean, std = all_rewards.mean(), all_rewards.std().clamp_min(1e-6) if len(all_rewards) > 1 else 1.0
         for _ in range(config.ddpo_epochs):
-            for cond, trajectory, scores in batches:
+            for cond, trajectory, scores, _ in batches:
                 advantages = ((scores - mean) / std).to(self.target.device)
                 count = len(trajectory.step_indices) * len(batches)
                 for j, index in enumerate(trajectory.step_indices):
@@ -224,12 +260,23 @@ class AlignmentRun:
         return grad_norm, float(all_rewards.mean())
 
     def _apply_gradients(self) -> float:
+        self._average_gradients()
         grad_norm = float("nan")
         if self.config.grad_clip > 0:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.parameters, self.config.grad_clip))
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return grad_norm
+
+    def _average_gradients(self) -> None:
+        """Data parallelism: replace every process's gradients by their mean over the processes (one
+        all-reduce of all of them; every process has gradients for the same parameters)."""
+        params = [p for p in self.parameters if p.grad is not None]
+        if self.accelerator.num_processes == 1 or not params:
+            return
+        mean = self.accelerator.reduce(torch.cat([p.grad.flatten() for p in params]), reduction="mean")
+        for parameter, grad in zip(params, mean.split([p.numel() for p in params]), strict=True):
+            parameter.grad = grad.view_as(parameter)
 
     # -- the loop -------------------------------------------------------------------------------
     def fit(self) -> AlignResult:
@@ -238,8 +285,9 @@ class AlignmentRun:
         start = self._prepare_run_dir()
         update = self.vader_update if config.method == "vader" else self.ddpo_update
         self.target.module.train()
+        main = self.accelerator.is_main_process
         progress = tqdm(total=config.steps, initial=start, desc=f"{config.method} {self.reward.name}",
-                        disable=not config.progress, dynamic_ncols=True)
+                        disable=not (config.progress and main), dynamic_ncols=True)
         reward = float("nan")
         for step in range(start, config.steps):
             began = time.perf_counter()
@@ -248,20 +296,26 @@ class AlignmentRun:
             record = {"step": step + 1, "reward": reward, "queries": self.queries, "seconds": round(self.seconds, 3)}
             if math.isfinite(grad_norm):
                 record["grad_norm"] = grad_norm
-            append_log(self.run_dir / "log.jsonl", record)
+            if main:
+                append_log(self.run_dir / "log.jsonl", record)
             progress.update(1)
             progress.set_postfix(reward=f"{reward:.4f}", queries=self.queries)
             if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
                 self._save_checkpoint(step + 1)
         progress.close()
         self.target.module.eval()
-        self.save_adapter()
-        plot_curve(self.run_dir / "log.jsonl", self.run_dir / "reward.png", "queries", "reward",
-                   f"{config.method}: {self.reward.name}", x_label="reward queries", y_label="mean reward")
-        return AlignResult(max(start, config.steps), self.queries, reward, self.run_dir)
+        note = ""
+        if main:
+            note = self.save_adapter()
+            plot_curve(self.run_dir / "log.jsonl", self.run_dir / "reward.png", "queries", "reward",
+                       f"{config.method}: {self.reward.name}", x_label="reward queries", y_label="mean reward")
+        self.accelerator.wait_for_everyone()
+        return AlignResult(max(start, config.steps), self.queries, reward, self.run_dir, note)
 
     def _prepare_run_dir(self) -> int:
-        loaded = open_run_dir(self.run_dir, self.config.resume, self.run_config, RESUMABLE_FIELDS)
+        loaded = open_run_dir(self.run_dir, self.config.resume, self.run_config, RESUMABLE_FIELDS,
+                              write=self.accelerator.is_main_process)
+        self.accelerator.wait_for_everyone()
         if loaded is None:
             return 0
         tensors, state, _ = loaded
@@ -271,6 +325,8 @@ class AlignmentRun:
         return int(state["step"])
 
     def _save_checkpoint(self, step: int) -> None:
+        if not self.accelerator.is_main_process:
+            return
         optimizer_tensors, optimizer_rest = flatten_optimizer_state(self.optimizer.state_dict())
         save_checkpoint(self.run_dir / "checkpoints", step,
                         {"weights": trainable_state(self.target.module, self.config.lora),
@@ -279,31 +335,16 @@ class AlignmentRun:
                          "seconds": self.seconds},
                         keep=self.config.keep_checkpoints)
 
-    def save_adapter(self) -> Path:
-        """Write the trained weights and how to re-apply them to ``<run_dir>/adapter``."""
-        folder = self.run_dir / ADAPTER_DIR
-        folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous().cpu() for k, v in trainable_state(self.target.module, self.config.lora).items()}
-        save_file(state, str(folder / "weights.safetensors"))
+    def save_adapter(self) -> str:
+        """Write the trained weights to ``<run_dir>/adapter`` (see :func:`~genlab.align.export.export_adapter`);
+        returns the line on how to load them."""
         info = {"lora_rank": self.config.lora_rank, "lora_alpha": self.config.lora_alpha or self.config.lora_rank,
                 "lora_targets": list(self.lora_targets), "reward": self.reward.name,
                 "model": self.run_config.get("model")}
-        (folder / ADAPTER_INFO).write_text(json.dumps(info, indent=2))
-        return folder
+        return export_adapter(self.target, self.peft_model, self.run_dir / ADAPTER_DIR, info)
 
 
 def apply_adapter(target: AlignTarget, run_dir: Path | str) -> AlignTarget:
-    """Load the weights of a finished run (``<run_dir>/adapter``) into ``target`` in place."""
-    from safetensors.torch import load_file
-
-    folder = Path(run_dir) / ADAPTER_DIR
-    info_path = folder / ADAPTER_INFO
-    if not info_path.is_file():
-        raise GenlabError(f"{run_dir} holds no finished alignment run (no {ADAPTER_DIR}/{ADAPTER_INFO})")
-    info = json.loads(info_path.read_text())
-    lora = info["lora_rank"] > 0
-    if lora:
-        add_lora(target.module, info["lora_rank"], info["lora_targets"], info["lora_alpha"])
-    load_trainable_state(target.module, load_file(str(folder / "weights.safetensors")), lora)
-    target.module.eval().requires_grad_(False)
+    """Load the weights of a finished run (its folder or its ``adapter/``) into ``target`` in place."""
+    load_adapter(target.module, run_dir)
     return target

@@ -10,54 +10,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from genlab.core.checkpoint import read_json
+from genlab.core.config import MODEL_SIZES, SAMPLERS, ImageModelConfig
 from genlab.core.denoiser import EDMDenoiser
-from genlab.core.edm import SAMPLERS, EDMSchedule, edm_loss, karras_sigmas, network_evaluations, sample
+from genlab.core.edm import EDMSchedule, edm_loss, karras_sigmas, network_evaluations, sample
 from genlab.core.nets import ImageDiT, ImageUNet
-from genlab.core.train import LoopConfig, Trainer, TrainResult, option
-from genlab.data import DATASETS, load_dataset
+from genlab.core.train import Trainer, TrainResult
+from genlab.data import load_dataset
 from genlab.errors import GenlabError
 from genlab.metrics import evaluate_samples
 
 ARCHITECTURES = {"unet": ImageUNet, "dit": ImageDiT}
-MODEL_SIZES = {
-    "unet": {
-        "tiny": {"base_channels": 32, "channel_mults": (1, 2), "num_res_blocks": 1, "attention_levels": (1,)},
-        "small": {"base_channels": 64, "channel_mults": (1, 2, 2), "num_res_blocks": 2, "attention_levels": (1, 2)},
-    },
-    "dit": {
-        "tiny": {"patch_size": 2, "hidden_size": 128, "depth": 4, "num_heads": 4},
-        "small": {"patch_size": 2, "hidden_size": 256, "depth": 8, "num_heads": 8},
-    },
-}
 MODEL_INFO_FILE = "genlab.json"
-
-
-@dataclass
-class ImageModelConfig(LoopConfig):
-    """Everything ``genlab train`` needs for an image diffusion model."""
-
-    data: str = option("digits", "data set", choices=DATASETS)
-    resolution: int | None = option(None, "image size in pixels (default: the data set's)", type=int)
-    arch: str = option("unet", "backbone", choices=tuple(ARCHITECTURES))
-    size: str = option("tiny", "backbone size preset", choices=("tiny", "small"))
-    conditional: bool = option(True, "class-conditional model (else unconditional)")
-    label_dropout: float = option(0.0, "probability of replacing the label by the null label (for CFG)")
-    run_dir: str = option("runs/train/default", "run folder: config, checkpoints, log, figures, model")
-    resume: bool = option(False, "continue the run in --run-dir from its latest checkpoint")
-
-    def validate(self) -> None:
-        super().validate()
-        if not 0 <= self.label_dropout < 1:
-            raise GenlabError(f"--label-dropout must be in [0, 1), got {self.label_dropout}")
-        if self.label_dropout > 0 and not self.conditional:
-            raise GenlabError("--label-dropout needs a --conditional model")
 
 
 def build_denoiser(config: ImageModelConfig, channels: int, resolution: int, num_classes: int) -> EDMDenoiser:
@@ -100,8 +70,7 @@ def train_image_model(config: ImageModelConfig) -> TrainResult:
     trainer = Trainer(denoiser, image_loss(num_classes, config.label_dropout), dataset, config.run_dir,
                       config, run_config)
     result = trainer.fit(resume=config.resume)
-    if trainer.accelerator.is_main_process:
-        save_image_model(result.ema_model, Path(config.run_dir) / "model", data=config.data)
+    trainer.export(save_image_model, result.ema_model, Path(config.run_dir) / "model", data=config.data)
     return result
 
 

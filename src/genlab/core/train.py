@@ -9,6 +9,12 @@ Exactness: the data order and all randomness of step ``s`` are functions of ``(s
 and optimiser/EMA state is checkpointed, so N steps + resume + N steps equals 2N steps.
 Multi-process: run the same command under ``accelerate launch``; every process takes its
 share of the global batch and gradients are averaged (``batch_size`` is the global batch).
+A step on N processes is therefore the single-process step on the whole global batch whose loss
+is the mean of :meth:`Trainer.share_loss` over the N shares, share ``r`` with the randomness of
+``(seed, step, r)``: same data, same first-step loss and gradient. The noise of a share is drawn
+per process, so a one-process run of the same command draws other noise and matches the N-process
+run in distribution, not bit for bit (layers with batch statistics, such as BatchNorm, also
+normalise per share).
 """
 
 from __future__ import annotations
@@ -20,12 +26,13 @@ import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState
+from accelerate.state import AcceleratorState, PartialState
+from accelerate.utils import extract_model_from_parallel
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
@@ -38,50 +45,38 @@ from genlab.core.checkpoint import (
     unflatten_optimizer_state,
     write_json_atomic,
 )
+from genlab.core.config import LoopConfig
 from genlab.core.runlog import append_log, plot_loss_curve, truncate_log
 from genlab.errors import GenlabError
 
-MIXED_PRECISION = ("no", "bf16", "fp16")
 LossFn = Callable[[nn.Module, tuple], torch.Tensor]
 
 
-def option(default, help: str, **metadata):
-    """A dataclass field carrying the CLI help text (see :mod:`genlab.cli_options`)."""
-    return field(default=default, metadata={"help": help, **metadata})
+def main_process_first():
+    """A context whose block the main process runs first and the other processes after it (e.g. to make a
+    file that all of them read); a no-op in a single process."""
+    # the processes as the Trainer's Accelerator sees them: plain PartialState() would see none on a
+    # CPU-only machine and make every process a lone main one
+    return PartialState(cpu=not torch.cuda.is_available()).main_process_first()
 
 
-@dataclass
-class LoopConfig:
-    """Settings of the shared training loop (each is a ``genlab train`` flag)."""
+def make_accelerator(mixed_precision: str = "no") -> Accelerator:
+    """This process's accelerator: data-parallel under ``accelerate launch`` (GPUs, or CPU processes over
+    gloo without them), a plain single process otherwise."""
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        # accelerate keeps one process-wide state that fixes the precision of the first run;
+        # reset it so that several single-process runs (demo parts, tests) can share a process.
+        AcceleratorState._reset_state(reset_partial_state=True)
+    return Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available())
 
-    steps: int = option(2000, "total optimiser steps")
-    batch_size: int = option(64, "global batch size (split across processes)")
-    lr: float = option(2e-3, "peak learning rate (Adam)")
-    warmup_steps: int = option(100, "linear learning-rate warm-up steps")
-    ema_decay: float = option(0.999, "EMA decay per step (warmed up as (1+s)/(10+s))")
-    grad_clip: float = option(1.0, "clip the gradient norm to this (0 = off)")
-    mixed_precision: str = option("no", "autocast precision", choices=MIXED_PRECISION)
-    checkpoint_every: int = option(500, "save a checkpoint every N steps (and at the end)")
-    keep_checkpoints: int = option(2, "how many checkpoints to keep")
-    log_every: int = option(25, "write a log.jsonl record every N steps")
-    seed: int = option(0, "seed for data order, noise and initialisation")
-    num_workers: int = option(0, "DataLoader worker processes")
-    progress: bool = option(True, "show a progress bar")
 
-    def validate(self) -> None:
-        """Raise GenlabError naming the first bad field."""
-        positive = ("steps", "batch_size", "checkpoint_every", "log_every", "keep_checkpoints")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise GenlabError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise GenlabError(f"--lr must be a positive number, got {self.lr}")
-        if not 0 <= self.ema_decay < 1:
-            raise GenlabError(f"--ema-decay must be in [0, 1), got {self.ema_decay}")
-        if self.grad_clip < 0 or self.warmup_steps < 0 or self.num_workers < 0:
-            raise GenlabError("--grad-clip, --warmup-steps and --num-workers must be >= 0")
-        if self.mixed_precision not in MIXED_PRECISION:
-            raise GenlabError(f"--mixed-precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside the data-parallel wrapper that a loss function gets in multi-process training.
+
+    Read attributes (``.net``, ``.variant``, ...) from it; but compute everything that trains by
+    calling the wrapper itself, whose ``forward`` is what averages the gradients across processes.
+    """
+    return extract_model_from_parallel(model)
 
 
 def open_run_dir(run_dir: Path, resume: bool, run_config: dict, resumable_fields: tuple[str, ...],
@@ -227,7 +222,10 @@ class Trainer:
     Args:
         model: the module to train (its ``state_dict`` is checkpointed).
         loss_fn: ``loss_fn(model, batch) -> scalar``; ``batch`` is the collated dataset items,
-            moved to the device. All randomness inside is reproducible (seeded per step).
+            moved to the device. All randomness inside is reproducible (seeded per step). Under
+            several processes ``model`` is wrapped for data parallelism: the trained parameters must
+            be reached through calls of ``model(...)`` (its ``forward``), attributes through
+            :func:`unwrap`.
         dataset: map-style data set.
         run_dir: folder for ``config.json``, ``checkpoints/``, ``log.jsonl``, ``loss.png``.
         config: loop settings.
@@ -247,11 +245,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         if config.mixed_precision == "fp16" and not torch.cuda.is_available():
             raise GenlabError("--mixed-precision fp16 needs a GPU; use bf16 (or no) on the CPU")
-        if int(os.environ.get("WORLD_SIZE", "1")) == 1:
-            # accelerate keeps one process-wide state that fixes the precision of the first run;
-            # reset it so that several single-process runs (demo parts, tests) can share a process.
-            AcceleratorState._reset_state(reset_partial_state=True)
-        self.accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available())
+        self.accelerator = make_accelerator(config.mixed_precision)
 
     # -- set-up -------------------------------------------------------------------------------
     def _prepare_run_dir(self, resume: bool) -> int:
@@ -312,12 +306,25 @@ class Trainer:
             plot_loss_curve(self.run_dir / "log.jsonl", self.run_dir / "loss.png")
         return TrainResult(max(step + 1, start), self.ema.copy_into(accelerator.unwrap_model(model)), last_loss)
 
-    def _step(self, model: nn.Module, optimizer, batch, step: int) -> tuple[float, float]:
-        cfg, accelerator = self.config, self.accelerator
-        torch.manual_seed(cfg.seed * 1_000_003 + step * 1009 + accelerator.process_index)
+    def export(self, save: Callable[..., object], *args, **kwargs) -> None:
+        """Write the trained model with ``save(*args, **kwargs)`` on the main process only; every process
+        returns once it is written (so what runs next, on any process, can read it)."""
+        if self.accelerator.is_main_process:
+            save(*args, **kwargs)
+        self.accelerator.wait_for_everyone()
+
+    def share_loss(self, model: nn.Module, batch, step: int, rank: int) -> torch.Tensor:
+        """The loss of process ``rank``'s share ``batch`` of step ``step``'s global batch, randomness
+        seeded from ``(seed, step, rank)``."""
+        accelerator = self.accelerator
+        torch.manual_seed(self.config.seed * 1_000_003 + step * 1009 + rank)
         batch = tuple(b.to(accelerator.device) if isinstance(b, torch.Tensor) else b for b in batch)
         with accelerator.autocast():
-            loss = self.loss_fn(model, batch)
+            return self.loss_fn(model, batch)
+
+    def _step(self, model: nn.Module, optimizer, batch, step: int) -> tuple[float, float]:
+        cfg, accelerator = self.config, self.accelerator
+        loss = self.share_loss(model, batch, step, accelerator.process_index)
         if not torch.isfinite(loss):
             raise GenlabError(
                 f"loss became {loss.item()} at step {step + 1}; lower --lr or --grad-clip "

@@ -10,36 +10,22 @@ samplers. This model carries no camera input: ``genlab train camera`` adds one.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from genlab.core.checkpoint import read_json
+from genlab.core.config import SAMPLERS, VIDEO_DATA, VIDEO_SIZES, VideoModelConfig
 from genlab.core.denoiser import EDMDenoiser
-from genlab.core.edm import SAMPLERS, EDMSchedule, edm_loss, karras_sigmas, sample
+from genlab.core.edm import EDMSchedule, edm_loss, karras_sigmas, sample
 from genlab.core.nets import VideoDiT
-from genlab.core.nets.video_dit import ATTENTION_MODES, first_frame_condition
-from genlab.core.train import LoopConfig, Trainer, TrainResult, option
+from genlab.core.nets.video_dit import first_frame_condition
+from genlab.core.train import Trainer, TrainResult, unwrap
 from genlab.errors import GenlabError
 
-VIDEO_SIZES = {
-    "tiny": {"patch_size": 4, "hidden_size": 96, "depth": 4, "num_heads": 4},
-    "small": {"patch_size": 4, "hidden_size": 128, "depth": 6, "num_heads": 4},
-}
 MODEL_INFO_FILE = "genlab.json"
-
-
-@dataclass
-class SceneClipsConfig:
-    """Which procedural scene clips to train on (shared by ``genlab train video`` and ``train camera``)."""
-
-    clips: int = option(2000, "number of training clips (3-D scenes under random camera paths)")
-    data_seed: int = option(0, "seed of the scenes and camera paths")
-
-
-VIDEO_DATA = ("scenes", "sprites", "mixed")
 
 
 def scene_clips(clips: int, frames: int, resolution: int, seed: int, progress: bool = True):
@@ -68,31 +54,6 @@ def video_clips(data: str, clips: int, frames: int, resolution: int, seed: int, 
     return VideoClips(videos)
 
 
-@dataclass
-class VideoModelConfig(SceneClipsConfig, LoopConfig):
-    """Everything ``genlab train video`` needs."""
-
-    steps: int = option(3000, "total optimiser steps")
-    batch_size: int = option(16, "global batch size (split across processes)")
-    lr: float = option(1e-3, "peak learning rate (Adam)")
-    frames: int = option(8, "frames per clip")
-    resolution: int = option(32, "frame size in pixels")
-    size: str = option("tiny", "backbone size preset", choices=tuple(VIDEO_SIZES))
-    attention: str = option("full", "space-time attention: full, or factorised (space, then time)",
-                            choices=ATTENTION_MODES)
-    first_frame: bool = option(True, "condition on the clip's first frame (image-to-video)")
-    data: str = option("scenes", "training clips: 3-D scenes under camera paths, moving sprites, or mixed (half "
-                       "each)", choices=VIDEO_DATA)
-    run_dir: str = option("runs/train/video", "run folder: config, checkpoints, log, figures, model")
-    resume: bool = option(False, "continue the run in --run-dir from its latest checkpoint")
-
-    def validate(self) -> None:
-        super().validate()
-        patch = VIDEO_SIZES[self.size]["patch_size"]
-        if self.resolution % patch:
-            raise GenlabError(f"--resolution must be a multiple of the patch size {patch}, got {self.resolution}")
-
-
 def build_video_denoiser(config: VideoModelConfig) -> EDMDenoiser:
     """A freshly initialised (seeded) EDM video denoiser for ``config``."""
     torch.manual_seed(config.seed)
@@ -111,7 +72,7 @@ def first_frame_kwargs(net: VideoDiT, first_frames: Tensor) -> dict[str, Tensor]
 def video_loss(denoiser: EDMDenoiser, batch: tuple) -> Tensor:
     """EDM loss on a batch of clips ``(videos [B, T, 3, H, W], ...)``, conditioned as the net expects."""
     videos = batch[0]
-    return edm_loss(denoiser, videos, **first_frame_kwargs(denoiser.net, videos[:, 0])).mean()
+    return edm_loss(denoiser, videos, **first_frame_kwargs(unwrap(denoiser).net, videos[:, 0])).mean()
 
 
 def train_video_model(config: VideoModelConfig) -> TrainResult:
@@ -122,8 +83,7 @@ def train_video_model(config: VideoModelConfig) -> TrainResult:
     denoiser = build_video_denoiser(config)
     trainer = Trainer(denoiser, video_loss, dataset, config.run_dir, config, {**asdict(config), "method": "video"})
     result = trainer.fit(resume=config.resume)
-    if trainer.accelerator.is_main_process:
-        save_video_model(result.ema_model, Path(config.run_dir) / "model")
+    trainer.export(save_video_model, result.ema_model, Path(config.run_dir) / "model")
     return result
 
 

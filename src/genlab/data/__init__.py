@@ -16,31 +16,22 @@ video clips of them with their poses and intrinsics (``render``, ``random_scenes
 
 from __future__ import annotations
 
-from genlab.data.base import ImageDataset, check_choice
-from genlab.data.digits import DigitsDataset
-from genlab.data.scenes import (
-    CameraVideoDataset,
-    default_intrinsics,
-    random_camera_paths,
-    random_scenes,
-    render,
-)
-from genlab.data.shapes import ShapesDataset
+from typing import TYPE_CHECKING
+
+from genlab.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from genlab.data.base import ImageDataset
 
 DATASETS: tuple[str, ...] = ("digits", "shapes")
 
-__all__ = [
-    "DATASETS",
-    "CameraVideoDataset",
-    "DigitsDataset",
-    "ImageDataset",
-    "ShapesDataset",
-    "default_intrinsics",
-    "load_dataset",
-    "random_camera_paths",
-    "random_scenes",
-    "render",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".base": ("ImageDataset",),
+    ".digits": ("DigitsDataset",),
+    ".scenes": ("CameraVideoDataset", "default_intrinsics", "random_camera_paths", "random_scenes", "render"),
+    ".shapes": ("ShapesDataset",),
+})
+__all__ = ["DATASETS", "load_dataset", *__all__]
 
 
 def load_dataset(
@@ -52,6 +43,10 @@ def load_dataset(
     and is ignored by ``"digits"``, whose split is fixed. Raises GenlabError for an unknown
     ``name``, ``split`` or an unsupported ``resolution``.
     """
+    from genlab.data.base import check_choice
+    from genlab.data.digits import DigitsDataset
+    from genlab.data.shapes import ShapesDataset
+
     check_choice("name", name, DATASETS)
     if name == "digits":
         return DigitsDataset(split, resolution)

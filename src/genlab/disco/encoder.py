@@ -16,14 +16,8 @@ from torch import Tensor, nn
 
 from genlab.core.nets.attention import TransformerBlock
 from genlab.core.nets.dit import sincos_position_embedding
+from genlab.disco.config import check_latent_shape
 from genlab.errors import GenlabError
-
-
-def check_latent_shape(num_latents: int, num_codes: int) -> None:
-    """m latents of k codes each need ``m >= 1`` and ``k >= 2`` (one code carries no information)."""
-    if num_latents < 1 or num_codes < 2:
-        raise GenlabError(f"DisCo-Diff needs at least 1 latent and 2 codes per latent, got m={num_latents}, "
-                          f"k={num_codes}")
 
 
 class LatentEncoder(ModelMixin, ConfigMixin):

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from genlab.disco.encoder import check_latent_shape
+from genlab.disco.config import check_latent_shape
 from genlab.errors import GenlabError
 
 

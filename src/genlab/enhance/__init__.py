@@ -5,30 +5,17 @@
 * ``model``: the ControlNet enhancer (base frozen) and the L2 regression baseline; save/load.
 * ``windows``: overlapping space-time windows (chunks and tiles) blended at every step.
 * ``inference``: ``enhance_video``, any length and frame size under a memory budget.
-* ``training``: ``genlab train enhance``.
+* ``training``: ``genlab train enhance``; ``config``: its settings and those of ``genlab enhance``.
 """
 
-from genlab.enhance.controlnet import EnhanceControlNet
-from genlab.enhance.degradation import degrade, key_frame_hint, key_frame_mask, trilinear_upsample
-from genlab.enhance.inference import EnhanceSettings, enhance_video
-from genlab.enhance.model import ControlNetEnhancer, RegressionEnhancer, load_enhancer, save_enhancer
-from genlab.enhance.training import EnhanceConfig, train_enhancer
-from genlab.enhance.windows import WindowedDenoiser, apply_in_windows
+from genlab.lazy import lazy_exports
 
-__all__ = [
-    "ControlNetEnhancer",
-    "EnhanceConfig",
-    "EnhanceControlNet",
-    "EnhanceSettings",
-    "RegressionEnhancer",
-    "WindowedDenoiser",
-    "apply_in_windows",
-    "degrade",
-    "enhance_video",
-    "key_frame_hint",
-    "key_frame_mask",
-    "load_enhancer",
-    "save_enhancer",
-    "train_enhancer",
-    "trilinear_upsample",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".config": ("EnhanceConfig", "EnhanceSettings"),
+    ".controlnet": ("EnhanceControlNet",),
+    ".degradation": ("degrade", "key_frame_hint", "key_frame_mask", "trilinear_upsample"),
+    ".inference": ("enhance_video",),
+    ".model": ("ControlNetEnhancer", "RegressionEnhancer", "load_enhancer", "save_enhancer"),
+    ".training": ("train_enhancer",),
+    ".windows": ("WindowedDenoiser", "apply_in_windows"),
+})

@@ -18,9 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from genlab.enhance.config import MAX_FACTOR
 from genlab.errors import GenlabError
-
-MAX_FACTOR = 8
 
 
 def check_factors(space: int, time: int) -> None:

@@ -18,42 +18,17 @@ and the blend accumulators), about 30 bytes per output pixel and channel.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.core.edm import karras_sigmas, sample
-from genlab.core.train import option
+from genlab.enhance.config import EnhanceSettings
 from genlab.enhance.degradation import check_factors, enhanced_length, key_frame_hint, trilinear_upsample
 from genlab.enhance.windows import WindowedDenoiser, apply_in_windows
 from genlab.errors import GenlabError
 
 GIB = 1024**3
-
-
-@dataclass
-class EnhanceSettings:
-    """How to enhance (each a ``genlab enhance`` flag)."""
-
-    steps: int = option(15, "Heun noise levels from the SDEdit start down to 0 (ControlNet enhancer)")
-    start_sigma: float = option(1.0, "SDEdit start: noise level of the trilinear up-sampling sampling starts from")
-    augment_sigma: float = option(0.1, "noise added to the key-frame hint (the model's noise augmentation)")
-    frame_overlap: int = option(-1, "frames shared by neighbouring chunks (-1: half the model's clip)")
-    tile_overlap: int = option(-1, "pixels shared by neighbouring tiles (-1: a quarter of the model's resolution)")
-    memory_budget: float = option(1.0, "GiB of activations one model call may use (bounds windows per call; "
-                                  "0: all windows in one call)")
-    seed: int = option(0, "seed of the sampling and augmentation noise")
-
-    def validate(self) -> None:
-        if self.steps < 1:
-            raise GenlabError(f"--steps must be >= 1, got {self.steps}")
-        if self.start_sigma <= 0 or self.augment_sigma < 0:
-            raise GenlabError(f"--start-sigma must be > 0 and --augment-sigma >= 0, got {self.start_sigma} "
-                              f"and {self.augment_sigma}")
-        if self.memory_budget < 0:
-            raise GenlabError(f"--memory-budget must be >= 0 GiB, got {self.memory_budget}")
 
 
 def estimated_window_bytes(net_config, clips: int) -> int:
@@ -142,7 +117,7 @@ def enhance_video(model: nn.Module, low: Tensor, space: int, time: int, settings
         augmentation = torch.randn(hint.shape, generator=generator).to(hint)
         hint = hint + settings.augment_sigma * augmentation * key_frames[:, :, None, None, None]
         noise = trilinear / settings.start_sigma + torch.randn(trilinear.shape, generator=generator).to(trilinear)
-        sigmas = karras_sigmas(settings.steps, model.sigma_min, settings.start_sigma)
+        sigmas = karras_sigmas(settings.sampling_steps, model.sigma_min, settings.start_sigma)
         windowed = WindowedDenoiser(model, window, overlap, per_call)
         enhanced = sample(windowed, noise, sigmas, "heun", generator=generator, progress=progress, hint=hint,
                           key_frames=key_frames, space=space_tensor,

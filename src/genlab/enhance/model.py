@@ -22,10 +22,9 @@ from genlab.core.denoiser import EDMDenoiser
 from genlab.core.nets import VideoDiT
 from genlab.core.nets.control import VideoDiTTaps, residual_control
 from genlab.core.video_model import MODEL_INFO_FILE, load_video_model, read_model_info, save_video_model
+from genlab.enhance.config import VARIANTS
 from genlab.enhance.controlnet import EnhanceControlNet, space_label
 from genlab.errors import GenlabError
-
-VARIANTS = ("controlnet", "regression")
 
 
 def check_base(base: EDMDenoiser) -> VideoDiT:

@@ -10,7 +10,7 @@ of about the enhancer's total size with plain L2 from the trilinear up-sampling.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
@@ -18,52 +18,12 @@ import torch
 from torch import Tensor, nn
 
 from genlab.core.edm import edm_loss
-from genlab.core.train import LoopConfig, Trainer, TrainResult, option
-from genlab.core.video_model import VIDEO_DATA, load_video_model, video_clips
+from genlab.core.train import Trainer, TrainResult, unwrap
+from genlab.core.video_model import load_video_model, video_clips
+from genlab.enhance.config import EnhanceConfig, parse_factors
 from genlab.enhance.controlnet import EnhanceControlNet
-from genlab.enhance.degradation import MAX_FACTOR, degrade, key_frame_hint, trilinear_upsample
-from genlab.enhance.model import VARIANTS, ControlNetEnhancer, RegressionEnhancer, save_enhancer
-from genlab.errors import GenlabError
-
-
-def parse_factors(text: str, name: str) -> tuple[int, ...]:
-    """``"1,2,4"`` -> ``(1, 2, 4)``, each checked to lie in ``1..8``."""
-    try:
-        factors = tuple(int(part) for part in text.split(","))
-    except ValueError as error:
-        raise GenlabError(f"--{name} must be comma-separated integers such as 1,2,4; got {text!r}") from error
-    if not factors or any(not 1 <= factor <= MAX_FACTOR for factor in factors):
-        raise GenlabError(f"--{name}: every factor must lie in 1..{MAX_FACTOR}, got {text!r}")
-    return factors
-
-
-@dataclass
-class EnhanceConfig(LoopConfig):
-    """Everything ``genlab train enhance`` needs; frames and resolution come from the base model."""
-
-    steps: int = option(1500, "total optimiser steps")
-    batch_size: int = option(16, "global batch size (split across processes)")
-    lr: float = option(1e-3, "peak learning rate (Adam)")
-    base: str = option("runs/train/video", "unconditional video model (run folder of `genlab train video "
-                       "--no-first-frame`) to enhance with")
-    variant: str = option("controlnet", "controlnet: VEnhancer branch, base frozen; regression: the L2 baseline",
-                          choices=VARIANTS)
-    branch_depth: int = option(2, "base blocks copied into the ControlNet (the regression net gets as many extra)")
-    space_factors: str = option("1,2,4", "spatial factors to train on (each in 1..8)")
-    time_factors: str = option("1,2,4", "temporal factors to train on (each in 1..8)")
-    max_augment_sigma: float = option(0.3, "noise augmentation: hint noise σ ~ U(0, this) per clip (0: off)")
-    data: str = option("mixed", "training clips: 3-D scenes, moving sprites, or mixed", choices=VIDEO_DATA)
-    clips: int = option(2000, "number of training clips")
-    data_seed: int = option(0, "seed of the training clips")
-    run_dir: str = option("runs/train/enhance", "run folder: config, checkpoints, log, figures, model")
-    resume: bool = option(False, "continue the run in --run-dir from its latest checkpoint")
-
-    def validate(self) -> None:
-        super().validate()
-        parse_factors(self.space_factors, "space-factors")
-        parse_factors(self.time_factors, "time-factors")
-        if self.max_augment_sigma < 0:
-            raise GenlabError(f"--max-augment-sigma must be >= 0, got {self.max_augment_sigma}")
+from genlab.enhance.degradation import degrade, key_frame_hint, trilinear_upsample
+from genlab.enhance.model import ControlNetEnhancer, RegressionEnhancer, save_enhancer
 
 
 def random_degradation(videos: Tensor, spaces: tuple[int, ...], times: tuple[int, ...],
@@ -98,7 +58,7 @@ def enhance_loss(model: nn.Module, batch: tuple, spaces: tuple[int, ...], times:
     videos = batch[0]
     condition = random_degradation(videos, spaces, times, max_augment_sigma)
     trilinear = condition.pop("trilinear")
-    if model.variant == "regression":
+    if unwrap(model).variant == "regression":
         prediction = model(trilinear, condition["key_frames"], condition["space"])
         return (prediction - videos).pow(2).mean()
     return edm_loss(model, videos, **condition).mean()
@@ -125,6 +85,5 @@ def train_enhancer(config: EnhanceConfig, base=None) -> TrainResult:
                    max_augment_sigma=config.max_augment_sigma)
     trainer = Trainer(model, loss, dataset, config.run_dir, config, {**asdict(config), "method": "enhance"})
     result = trainer.fit(resume=config.resume)
-    if trainer.accelerator.is_main_process:
-        save_enhancer(result.ema_model, Path(config.run_dir) / "model")
+    trainer.export(save_enhancer, result.ema_model, Path(config.run_dir) / "model")
     return result

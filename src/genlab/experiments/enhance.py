@@ -170,7 +170,7 @@ def _enhanced(out: Path, preset: EnhancePreset, method: str, low: torch.Tensor, 
     if method == "trilinear":
         return trilinear_upsample(low, time, size).clamp(-1, 1)
     folder = {"regression (L2)": "regression", "ControlNet (VEnhancer)": "controlnet"}.get(method, method)
-    chosen = EnhanceSettings(steps=preset.sampler_steps, **settings)
+    chosen = EnhanceSettings(sampling_steps=preset.sampler_steps, **settings)
     return enhance_video(load_enhancer(out / folder), low, space, time, chosen, size=size)
 
 

@@ -125,7 +125,7 @@ def tokenizer_config(out: Path, preset: WorldModelPreset, kind: str) -> Tokenize
     return TokenizerConfig(
         data=str(out / "data" / "train"), clip_frames=1 + preset.future_frames, compressive=kind == "compressive",
         context_grid=preset.context_grid, future_grid=preset.future_grid, channels=preset.channels,
-        code_dim=preset.code_dim, codes=preset.codes, steps=preset.tokenizer_steps, batch_size=preset.batch_size,
+        code_dim=preset.code_dim, num_codes=preset.codes, steps=preset.tokenizer_steps, batch_size=preset.batch_size,
         lr=1e-3, warmup_steps=20, ema_decay=0.99, checkpoint_every=preset.tokenizer_steps,
         run_dir=str(out / f"tokenizer-{kind}"), progress=False)
 

@@ -5,33 +5,13 @@
 :mod:`genlab.guidance.guided` for the formula and :mod:`genlab.guidance.tsg` for the hook.
 """
 
-from genlab.guidance.conditions import (
-    fixed_embedding,
-    gaussian_embedding,
-    null_class,
-    random_class,
-    random_tokens,
-)
-from genlab.guidance.guided import (
-    GUIDANCE_CHOICES,
-    GuidanceTerm,
-    GuidedDenoiser,
-    guide_class_model,
-    parse_guidance,
-)
-from genlab.guidance.tsg import perturbed_time_embedding, time_embedding_modules
+from genlab.lazy import lazy_exports
 
-__all__ = [
-    "GUIDANCE_CHOICES",
-    "GuidanceTerm",
-    "GuidedDenoiser",
-    "fixed_embedding",
-    "gaussian_embedding",
-    "guide_class_model",
-    "null_class",
-    "parse_guidance",
-    "perturbed_time_embedding",
-    "random_class",
-    "random_tokens",
-    "time_embedding_modules",
-]
+GUIDANCE_CHOICES = ("none", "cfg", "icg", "tsg", "icg+tsg")  # the values of ``--guidance`` (see parse_guidance)
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".conditions": ("fixed_embedding", "gaussian_embedding", "null_class", "random_class", "random_tokens"),
+    ".guided": ("GuidanceTerm", "GuidedDenoiser", "guide_class_model", "parse_guidance"),
+    ".tsg": ("perturbed_time_embedding", "time_embedding_modules"),
+})
+__all__ = ["GUIDANCE_CHOICES", *__all__]

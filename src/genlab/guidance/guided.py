@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from genlab.errors import GenlabError
+from genlab.guidance import GUIDANCE_CHOICES
 from genlab.guidance.conditions import ConditionMaker, null_class, random_class
 from genlab.guidance.tsg import perturbed_time_embedding, time_embedding_modules
 
@@ -182,9 +183,6 @@ def guide_class_model(denoiser: nn.Module, num_classes: int, terms: list[Guidanc
         independent_condition=random_class(num_classes) if num_classes else None,
         num_classes=num_classes or None,
     )
-
-
-GUIDANCE_CHOICES = ("none", "cfg", "icg", "tsg", "icg+tsg")
 
 
 def parse_guidance(name: str, scale: float, tsg_noise: float = 2.0, tsg_alpha: float = 1.0,

@@ -5,11 +5,13 @@ episode shards; :mod:`.tokenizer` holds the compressive and per-frame video toke
 :mod:`.perceptual` the feature net of their perceptual loss; :mod:`.transformer` is the
 action-conditioned LLaMA with its reward head; :mod:`.model` the interactive
 :class:`WorldModel` (reset/step/imagine); :mod:`.planning` CEM model-predictive control;
-:mod:`.training` trains the tokenizers and the transformer; :mod:`.play` drives a world model
-from the keyboard or an action file.
+:mod:`.training` trains the tokenizers and the transformer (settings in :mod:`.config`);
+:mod:`.play` drives a world model from the keyboard or an action file.
 """
 
-from genlab.worldmodel.env import PushBlockEnv, scripted_action
-from genlab.worldmodel.model import WorldModel
+from genlab.lazy import lazy_exports
 
-__all__ = ["PushBlockEnv", "WorldModel", "scripted_action"]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".env": ("PushBlockEnv", "scripted_action"),
+    ".model": ("WorldModel",),
+})

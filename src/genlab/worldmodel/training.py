@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +20,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
-from genlab.core.train import LoopConfig, Trainer, TrainResult, option
+from genlab.core.train import Trainer, TrainResult, main_process_first, unwrap
 from genlab.errors import GenlabError
+from genlab.worldmodel.config import TokenizerConfig, TransformerConfig
 from genlab.worldmodel.dataset import read_shards
 from genlab.worldmodel.model import WorldModel, frames_to_model
 from genlab.worldmodel.perceptual import StateNet, perceptual_distance, train_state_net
@@ -52,30 +53,13 @@ class ClipDataset(Dataset):
         return frames, actions, torch.from_numpy(self.episodes["rewards"][episode, steps])
 
 
-@dataclass
-class TokenizerConfig(LoopConfig):
-    """Everything ``train_tokenizer`` needs (the loop settings plus the tokenizer's)."""
-
-    data: str = option("data/pushblock", "folder of PushBlock shards (genlab.worldmodel.dataset.write_shards)")
-    clip_frames: int = option(4, "frames per training clip (context + future)")
-    context_frames: int = option(1, "context frames per clip")
-    compressive: bool = option(True, "iVideoGPT's compressive tokenizer (else one token grid per frame)")
-    context_grid: int = option(16, "context tokens per side")
-    future_grid: int = option(4, "future tokens per side (compressive only)")
-    channels: int = option(64, "convolution width")
-    code_dim: int = option(32, "code vector size")
-    codes: int = option(512, "entries per codebook")
-    perceptual_weight: float = option(0.5, "weight of the perceptual (StateNet feature) loss")
-    motion_weight: float = option(10.0, "weight of the L1 on future pixels that changed since the context")
-    state_net_steps: int = option(800, "training steps of the perceptual feature net")
-    run_dir: str = option("runs/tokenizer/default", "run folder")
-    resume: bool = option(False, "continue the run in --run-dir")
-
-    def tokenizer(self, frame_size: int) -> VideoTokenizer:
-        return VideoTokenizer(frame_size=frame_size, context_frames=self.context_frames,
-                              compressive=self.compressive, context_grid=self.context_grid,
-                              future_grid=self.future_grid, channels=self.channels, code_dim=self.code_dim,
-                              context_codes=self.codes, future_codes=self.codes, motion_weight=self.motion_weight)
+def build_tokenizer(config: TokenizerConfig, frame_size: int) -> VideoTokenizer:
+    """A fresh tokenizer of ``config``'s sizes for frames of ``frame_size`` pixels."""
+    return VideoTokenizer(frame_size=frame_size, context_frames=config.context_frames,
+                          compressive=config.compressive, context_grid=config.context_grid,
+                          future_grid=config.future_grid, channels=config.channels, code_dim=config.code_dim,
+                          context_codes=config.num_codes, future_codes=config.num_codes,
+                          motion_weight=config.motion_weight)
 
 
 def tokenizer_loss(state_net: StateNet, weight: float):
@@ -92,12 +76,15 @@ def tokenizer_loss(state_net: StateNet, weight: float):
 
 
 def load_or_train_state_net(episodes: dict[str, np.ndarray], folder: Path, steps: int, seed: int) -> StateNet:
-    if (folder / "config.json").exists():
-        return StateNet.from_pretrained(folder).eval().requires_grad_(False)
-    frames = frames_to_model(episodes["frames"].reshape(-1, *episodes["frames"].shape[2:]))
-    net = train_state_net(frames, torch.from_numpy(episodes["states"].reshape(-1, 6)), steps=steps, seed=seed)
-    net.save_pretrained(folder)
-    return net
+    """The frozen perceptual net saved in ``folder``, trained and saved first if there is none (under
+    several processes by the main one, while the others wait to load it)."""
+    with main_process_first():
+        if (folder / "config.json").exists():
+            return StateNet.from_pretrained(folder).eval().requires_grad_(False)
+        frames = frames_to_model(episodes["frames"].reshape(-1, *episodes["frames"].shape[2:]))
+        net = train_state_net(frames, torch.from_numpy(episodes["states"].reshape(-1, 6)), steps=steps, seed=seed)
+        net.save_pretrained(folder)
+        return net
 
 
 def train_tokenizer(config: TokenizerConfig) -> TrainResult:
@@ -106,13 +93,12 @@ def train_tokenizer(config: TokenizerConfig) -> TrainResult:
     run_dir = Path(config.run_dir)
     state_net = load_or_train_state_net(episodes, run_dir / "state_net", config.state_net_steps, config.seed)
     torch.manual_seed(config.seed)  # the initial weights depend on the seed only, not on what ran before
-    model = config.tokenizer(episodes["frames"].shape[2])
+    model = build_tokenizer(config, episodes["frames"].shape[2])
     trainer = Trainer(model, tokenizer_loss(state_net, config.perceptual_weight),
                       ClipDataset(episodes, config.clip_frames), run_dir, config,
                       {**asdict(config), "method": "tokenizer"})
     result = trainer.fit(resume=config.resume)
-    if trainer.accelerator.is_main_process:
-        result.ema_model.save_pretrained(run_dir / "model")
+    trainer.export(result.ema_model.save_pretrained, run_dir / "model")
     return result
 
 
@@ -136,41 +122,20 @@ def tokenize_clips(tokenizer: VideoTokenizer, clips: Dataset, batch_size: int = 
     return TensorDataset(*(torch.cat(parts) for parts in (context, future, actions, rewards)))
 
 
-@dataclass
-class TransformerConfig(LoopConfig):
-    """Everything ``train_transformer`` needs (the loop settings plus the transformer's)."""
-
-    data: str = option("data/pushblock", "folder of PushBlock shards (genlab.worldmodel.dataset.write_shards)")
-    tokenizer: str = option("runs/tokenizer/default/model", "trained tokenizer folder (genlab train tokenizer)")
-    future_frames: int = option(3, "future frames per training sequence (rollouts can be longer)")
-    actions: bool = option(True, "condition on actions (else the action-free model)")
-    hidden_size: int = option(128, "transformer width")
-    layers: int = option(4, "transformer layers")
-    heads: int = option(4, "attention heads")
-    run_dir: str = option("runs/worldmodel/default", "run folder")
-    resume: bool = option(False, "continue the run in --run-dir")
-
-    def validate(self) -> None:
-        super().validate()
-        for name in ("future_frames", "hidden_size", "layers", "heads"):
-            if getattr(self, name) < 1:
-                raise GenlabError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.hidden_size % self.heads:
-            raise GenlabError(f"--hidden-size {self.hidden_size} must be a multiple of --heads {self.heads}")
-
-    def transformer(self, tokenizer: VideoTokenizer) -> WorldModelTransformer:
-        tc = tokenizer.config
-        return WorldModelTransformer(
-            context_frames=tc.context_frames, context_tokens=tokenizer.context_tokens,
-            future_tokens=tokenizer.future_tokens, future_frames=self.future_frames,
-            context_codes=tc.context_codes, future_codes=tc.future_codes, shared_codebook=not tc.compressive,
-            action_dim=2 if self.actions else 0, hidden_size=self.hidden_size, num_layers=self.layers,
-            num_heads=self.heads)
+def build_transformer(config: TransformerConfig, tokenizer: VideoTokenizer) -> WorldModelTransformer:
+    """A fresh transformer of ``config``'s sizes over ``tokenizer``'s tokens."""
+    tc = tokenizer.config
+    return WorldModelTransformer(
+        context_frames=tc.context_frames, context_tokens=tokenizer.context_tokens,
+        future_tokens=tokenizer.future_tokens, future_frames=config.future_frames,
+        context_codes=tc.context_codes, future_codes=tc.future_codes, shared_codebook=not tc.compressive,
+        action_dim=2 if config.actions else 0, hidden_size=config.hidden_size, num_layers=config.layers,
+        num_heads=config.heads)
 
 
 def transformer_loss(model: WorldModelTransformer, batch) -> torch.Tensor:
     context, future, actions, rewards = batch
-    return model(context, future, actions if model.action_conditioned else None, rewards)["loss"]
+    return model(context, future, actions if unwrap(model).action_conditioned else None, rewards)["loss"]
 
 
 def train_transformer(config: TransformerConfig, tokens: TensorDataset | None = None) -> TrainResult:
@@ -189,9 +154,8 @@ def train_transformer(config: TransformerConfig, tokens: TensorDataset | None = 
         tokens = tokenize_clips(tokenizer, clips, progress=config.progress)
     run_dir = Path(config.run_dir)
     torch.manual_seed(config.seed)
-    model = config.transformer(tokenizer)
+    model = build_transformer(config, tokenizer)
     trainer = Trainer(model, transformer_loss, tokens, run_dir, config, {**asdict(config), "method": "worldmodel"})
     result = trainer.fit(resume=config.resume)
-    if trainer.accelerator.is_main_process:
-        WorldModel(tokenizer, result.ema_model).save_pretrained(run_dir / "model")
+    trainer.export(WorldModel(tokenizer, result.ema_model).save_pretrained, run_dir / "model")
     return result

@@ -21,12 +21,11 @@ from diffusers.configuration_utils import register_to_config
 from einops import rearrange
 from torch import Tensor, nn
 
+from genlab.core.config import ATTENTION_MODES
 from genlab.core.nets.attention import SelfAttention
 from genlab.core.nets.dit import DiTBlock, FinalLayer, modulate, per_token, sincos_position_embedding
 from genlab.core.nets.embeddings import ClassEmbedding, TimeEmbedding, check_config, check_inputs
 from genlab.errors import GenlabError
-
-ATTENTION_MODES = ("full", "factorised")
 
 
 def sincos_1d(positions: int, dim: int) -> Tensor:

@@ -1,0 +1,26 @@
+"""Settings of ``genlab train camera``, importable without torch (``genlab --help`` reads them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from genlab.core.config import LoopConfig, SceneClipsConfig, option
+
+
+@dataclass
+class CameraModelConfig(SceneClipsConfig, LoopConfig):
+    """Everything ``genlab train camera`` needs; frames and resolution come from the base model."""
+
+    steps: int = option(1500, "total optimiser steps")
+    batch_size: int = option(16, "global batch size (split across processes)")
+    lr: float = option(1e-3, "peak learning rate (Adam)")
+    base: str = option("runs/train/video", "trained video model (run folder or its model/) to add cameras to")
+    variant: str = option("controlnet", "controlnet: VD3D branch, base frozen; concat: Plücker concatenated to "
+                          "the input, whole model fine-tuned", choices=("controlnet", "concat"))
+    branch_hidden: int = option(96, "width of the ControlNet branch")
+    branch_depth: int = option(2, "blocks of the ControlNet branch (= base blocks it feeds)")
+    window_start: float = option(0.0, "the branch runs for diffusion times in [window-start, window-end] "
+                                 "(0 = clean, 1 = pure noise)")
+    window_end: float = option(1.0, "end of the branch's activity window")
+    run_dir: str = option("runs/train/camera", "run folder: config, checkpoints, log, figures, model")
+    resume: bool = option(False, "continue the run in --run-dir from its latest checkpoint")

@@ -1,0 +1,30 @@
+"""A click group whose subcommands are imported only when they are used (click's ``LazyGroup`` pattern).
+
+``genlab --help`` lists every command, so each command's module is imported for its one-line
+help; those modules import no torch, diffusers or transformers at module level (heavy imports sit
+inside the command functions), which keeps help and argument errors fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+
+class LazyGroup(click.Group):
+    """A group with ``lazy_commands``, ``{name: "module:attribute"}``, resolved on first use."""
+
+    def __init__(self, *args, lazy_commands: dict[str, str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = lazy_commands or {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy_commands and cmd_name not in self.commands:
+            module, attribute = self.lazy_commands[cmd_name].split(":")
+            command = getattr(importlib.import_module(module), attribute)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
