@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from genlab.errors import GenlabError
 
 ADAPTER_NAME = "default"
+PEFT_PREFIX = "base_model.model."  # what PeftModel.save_pretrained puts before every key
 ADAPTABLE_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 MAX_EXAMPLES = 24
 
@@ -103,6 +104,8 @@ def load_trainable_state(module: nn.Module, state: dict[str, Tensor], lora: bool
         if not lora:
             module.load_state_dict(state)
             return
+        # peft's saved keys start with its wrapper's prefix; older peft releases do not strip it themselves
+        state = {key.removeprefix(PEFT_PREFIX): value for key, value in state.items()}
         result = set_peft_model_state_dict(module, state, adapter_name=ADAPTER_NAME)
     except RuntimeError as error:
         raise GenlabError(f"the saved weights do not fit this model: {str(error).splitlines()[0]}") from error

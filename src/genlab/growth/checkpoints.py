@@ -11,6 +11,8 @@ from genlab.errors import GenlabError
 from genlab.growth.architectures import architecture_of
 from genlab.growth.corpus import VOCAB_SIZE, stdlib_docstrings
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
 
 def load_causal_lm(directory: Path | str) -> PreTrainedModel:
     """``from_pretrained`` a supported causal LM in its saved dtype, with errors that say what is wrong."""
@@ -39,6 +41,8 @@ def operator_training_batches(model_dir: Path | str, vocab_size: int, text_file:
     """
     text = Path(text_file).read_text(encoding="utf-8") if text_file else "\n\n".join(stdlib_docstrings())
     try:
+        if not any((Path(model_dir) / name).is_file() for name in TOKENIZER_FILES):
+            raise OSError("no tokenizer files")  # some transformers releases build an empty tokenizer instead
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         ids = torch.tensor(tokenizer(text[:2_000_000])["input_ids"])
     except (OSError, ValueError):
