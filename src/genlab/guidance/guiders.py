@@ -40,6 +40,7 @@ and is not saved; ``new`` carries it over). In a modular pipeline::
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
@@ -124,7 +125,7 @@ def _check_tsg_settings(owner: str, noise_scale: float, noise_exponent: float, n
         raise GenlabError(f"{owner} num_train_timesteps must be at least 1, got {num_train_timesteps}")
 
 
-class _GenlabGuidance(BaseGuidance):
+class _GenlabGuidance(BaseGuidance, ABC):
     """The batch bookkeeping that genlab's guiders share.
 
     A subclass lists the predictions that run at the current step in ``_active_predictions``
@@ -138,8 +139,9 @@ class _GenlabGuidance(BaseGuidance):
     _perturbed_prediction: str | None = None
     _hooks: ExitStack | None = None
 
+    @abstractmethod
     def _active_predictions(self) -> list[str]:
-        raise NotImplementedError
+        """The predictions whose batches run at the current step, ``pred_cond`` first."""
 
     def _term_on(self, scale: float) -> bool:
         """Whether a term of scale w runs now: enabled, step in ``[start, stop)``, w not a no-op."""
