@@ -6,7 +6,6 @@ projection) sharing a CLIP tokenizer built offline from a letters-only vocabular
 Euler scheduler; images are 16 px after 2 steps.
 """
 
-import json
 
 import pytest
 import torch
@@ -22,11 +21,12 @@ from diffusers.guiders import ClassifierFreeGuidance
 from diffusers.modular_pipelines import StableDiffusionXLAutoBlocks
 from diffusers.modular_pipelines.modular_pipeline import BlockState
 from torch import nn
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from genlab.errors import GenlabError
 from genlab.guidance import time_embedding_modules
 from genlab.guidance.guiders import ICGGuidance, ICGTSGGuidance, TSGGuidance
+from test_guidance_pipelines import tiny_tokenizer
 
 TEXT_WIDTH = 16  # each CLIP encoder's width; the UNet sees both concatenated
 TIME_ID_WIDTH = 4  # SDXL's addition_time_embed_dim; 6 time ids
@@ -38,17 +38,8 @@ GUIDERS = {
 }
 
 
-def letters_tokenizer(folder) -> CLIPTokenizer:
-    """A CLIP BPE tokenizer whose tokens are single letters (no merges), written to ``folder``."""
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    tokens = ["<|startoftext|>", "<|endoftext|>", *letters, *(f"{letter}</w>" for letter in letters)]
-    (folder / "vocab.json").write_text(json.dumps({token: i for i, token in enumerate(tokens)}))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=8)
-
-
 def tiny_sdxl_components(folder) -> dict:
-    tokenizer = letters_tokenizer(folder)
+    tokenizer = tiny_tokenizer(folder)
     text_config = CLIPTextConfig(bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=TEXT_WIDTH,
                                  intermediate_size=TEXT_WIDTH, num_attention_heads=2, num_hidden_layers=2,
                                  vocab_size=len(tokenizer), max_position_embeddings=8, projection_dim=TEXT_WIDTH)
