@@ -86,7 +86,8 @@ def train_disco(config: DisCoConfig) -> DisCoDiff:
     model.calibrate_encoder(images)
     usage = model.code_usage(images)
     model.info["code_usage"] = usage.tolist()
-    warn_collapse(usage)
+    if stage1.accelerator.is_main_process:  # every process encodes the data for stage 2; one warns
+        warn_collapse(usage)
 
     generator = torch.Generator().manual_seed(config.seed)
     codes = model.encode(images, stochastic=True, generator=generator)
