@@ -183,6 +183,8 @@ def test_every_trainer_on_two_processes_matches_its_single_process_equivalent(tm
         cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-5000:]
+    reports = [line for line in result.stdout.splitlines() if line.startswith(("trained ", "vader: "))]
+    assert len(reports) == len(CASES) - 1, reports  # one final line per command (the toy has none), not per process
     records = [json.loads((tmp_path / f"records-{rank}.json").read_text()) for rank in range(PROCESSES)]
     assert all(set(processes) == set(RUNS) for processes in records)
     problems = [problem for run in RUNS for problem in mismatches(run, [r[run] for r in records])]

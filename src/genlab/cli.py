@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import click
 
 from genlab.cli_lazy import LazyGroup
-from genlab.cli_options import build_config, num_workers_option, options_from
+from genlab.cli_options import build_config, echo_once, num_workers_option, options_from, report_training
 from genlab.core.config import SAMPLERS, ImageModelConfig, option
 from genlab.demo import PARTS as DEMO_PARTS
 from genlab.disco.config import DisCoConfig
@@ -127,7 +127,7 @@ def train_image(**values) -> None:
 
     config = build_config(ImageModelConfig, values)
     result = train_image_model(config)
-    click.echo(f"trained {result.steps} steps (last loss {result.last_loss:.4f}); model in {config.run_dir}/model")
+    report_training(result, "model", config.run_dir)
 
 
 @train.command("disco")
@@ -146,7 +146,7 @@ def train_disco(**values) -> None:
     config = build_config(DisCoConfig, values)
     model = train_disco_model(config)
     usage = ", ".join(f"{u:.0%}" for u in model.info["code_usage"])
-    click.echo(f"trained DisCo-Diff; code usage per latent: {usage}; model in {config.run_dir}/model")
+    echo_once(f"trained DisCo-Diff; code usage per latent: {usage}; model in {config.run_dir}/model")
 
 
 @cli.group(cls=LazyGroup, lazy_commands={"camera": "genlab.cli_camera:sample_camera_command"})

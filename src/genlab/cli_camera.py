@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from genlab.camera.config import CameraModelConfig
-from genlab.cli_options import RenamedOption, build_config, num_workers_option, options_from
+from genlab.cli_options import RenamedOption, build_config, num_workers_option, options_from, report_training
 from genlab.core.config import VideoModelConfig
 from genlab.errors import GenlabError
 
@@ -32,7 +32,7 @@ def train_video_command(**values) -> None:
 
     config = build_config(VideoModelConfig, values)
     result = train_video_model(config)
-    click.echo(f"trained {result.steps} steps (last loss {result.last_loss:.4f}); video model in {config.run_dir}/model")
+    report_training(result, "video model", config.run_dir)
 
 
 @click.command("camera")
@@ -50,7 +50,7 @@ def train_camera_command(**values) -> None:
 
     config = build_config(CameraModelConfig, values)
     result = train_camera_model(config)
-    click.echo(f"trained {result.steps} steps (last loss {result.last_loss:.4f}); camera model in {config.run_dir}/model")
+    report_training(result, "camera model", config.run_dir)
 
 
 def _requested_poses(trajectory: str, poses_file: str | None, frames: int, strength: float | None,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from genlab.cli_options import build_config, num_workers_option, options_from
+from genlab.cli_options import build_config, num_workers_option, options_from, report_training
 from genlab.enhance.config import EnhanceConfig, EnhanceSettings
 from genlab.errors import GenlabError
 
@@ -28,7 +28,7 @@ def train_enhance_command(**values) -> None:
 
     config = build_config(EnhanceConfig, values)
     result = train_enhancer(config)
-    click.echo(f"trained {result.steps} steps (last loss {result.last_loss:.4f}); enhancer in {config.run_dir}/model")
+    report_training(result, "enhancer", config.run_dir)
 
 
 @click.command("enhance")

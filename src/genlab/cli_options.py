@@ -9,6 +9,7 @@ old spelling for one release (:class:`RenamedOption`).
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 
 import click
@@ -74,3 +75,14 @@ def build_config(config_class: type, values: dict):
     """Instantiate ``config_class`` from click's keyword arguments (unknown keys ignored)."""
     names = {f.name for f in dataclasses.fields(config_class)}
     return config_class(**{k: v for k, v in values.items() if k in names})
+
+
+def echo_once(message: str) -> None:
+    """Print ``message`` from the main process only (under ``accelerate launch`` every process runs the command)."""
+    if os.environ.get("RANK", "0") == "0":
+        click.echo(message)
+
+
+def report_training(result, what: str, run_dir: str) -> None:
+    """The last line of a ``genlab train`` command: steps, last loss and where the model is."""
+    echo_once(f"trained {result.steps} steps (last loss {result.last_loss:.4f}); {what} in {run_dir}/model")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from genlab.cli_options import RenamedOption, build_config, num_workers_option, options_from
+from genlab.cli_options import RenamedOption, build_config, num_workers_option, options_from, report_training
 from genlab.errors import GenlabError
 from genlab.worldmodel.config import TokenizerConfig, TransformerConfig
 
@@ -28,7 +28,7 @@ def train_tokenizer_command(**values) -> None:
 
     config = build_config(TokenizerConfig, values)
     result = train_tokenizer(config)
-    click.echo(f"trained {result.steps} steps (last loss {result.last_loss:.4f}); tokenizer in {config.run_dir}/model")
+    report_training(result, "tokenizer", config.run_dir)
 
 
 @click.command("worldmodel")
@@ -45,7 +45,7 @@ def train_worldmodel_command(**values) -> None:
 
     config = build_config(TransformerConfig, values)
     result = train_transformer(config)
-    click.echo(f"trained {result.steps} steps (last loss {result.last_loss:.4f}); world model in {config.run_dir}/model")
+    report_training(result, "world model", config.run_dir)
 
 
 @click.command("worldmodel")
