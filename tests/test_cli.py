@@ -54,7 +54,7 @@ def test_evaluate_writes_metrics_json(run_cli, trained_run):
     [
         (["train", "image", "--data", "cifar"], "'cifar' is not one of"),
         (["train", "image", "--resolution", "12", "--steps", "1"], "resolution"),
-        (["train", "image", "--steps", "0"], "--steps must be >= 1"),
+        (["train", "image", "--steps", "0"], "'--steps': must be >= 1"),
         (["train", "image", "--no-such-option"], "No such option"),
         (["sample", "image", "--model", "/nonexistent/run"], "holds no genlab image model"),
         (["demo", "--only", "nothing"], "Invalid value for '--only'"),

@@ -386,13 +386,21 @@ def _check_positive(**values: int) -> None:
             raise GenlabError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
 
 
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning user errors into one line and an exit status."""
     try:
         cli.main(args=argv, prog_name="genlab", standalone_mode=False)
     except GenlabError as error:
-        click.echo(f"genlab: error: {error}", err=True)
+        click.echo(f"genlab: error: {_one_line(str(error))}", err=True)
         sys.exit(getattr(error, "exit_code", 2))
+    except OSError as error:  # the file system refused: disk full, no permission, a path removed mid-run
+        where = f"{error.filename}: " if error.filename else ""
+        click.echo(f"genlab: error: {where}{_one_line(error.strerror or str(error))}", err=True)
+        sys.exit(2)
     except click.UsageError as error:
         command = error.ctx.command_path if error.ctx else "genlab"
         click.echo(f"genlab: error: {error.format_message()} (see '{command} --help')", err=True)

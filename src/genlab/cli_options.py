@@ -14,6 +14,9 @@ from collections.abc import Callable
 
 import click
 
+from genlab.core.config import check_fields, check_value
+from genlab.errors import GenlabError
+
 
 def options_from(config_class: type, exclude: tuple[str, ...] = ()) -> Callable:
     """Decorate a click command with one option per field of ``config_class``."""
@@ -57,6 +60,34 @@ def num_workers_option(help: str = "processes for independent jobs (one CPU thre
                         help=help)
 
 
+class Number(click.ParamType):
+    """An int or a finite float (``nan`` and ``inf`` refused), optionally bounded: ``minimum`` / ``maximum``
+    inclusive, ``above`` exclusive. A bad value is a usage error naming the flag."""
+
+    def __init__(self, kind: type = float, minimum=None, maximum=None, above=None):
+        self.kind, self.bounds = kind, (minimum, maximum, above)
+        self.name = kind.__name__
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, self.kind) and not isinstance(value, bool):
+            number = value
+        else:
+            try:
+                number = self.kind(value)
+            except (TypeError, ValueError):
+                self.fail(f"{value!r} is not {'an integer' if self.kind is int else 'a number'}", param, ctx)
+        try:
+            check_value(param.opts[0] if param else "value", number, *self.bounds)
+        except GenlabError as error:
+            self.fail(str(error).split(" ", 1)[1], param, ctx)  # drop the flag: click names it
+        return number
+
+
+def number(kind: type = float, min=None, max=None, above=None) -> Number:  # noqa: A002 (click's own names)
+    """A click type for a finite, bounded number (see :class:`Number`)."""
+    return Number(kind, min, max, above)
+
+
 def _option(config_field: dataclasses.Field) -> Callable:
     flag = "--" + config_field.name.replace("_", "-")
     default = config_field.default
@@ -68,13 +99,21 @@ def _option(config_field: dataclasses.Field) -> Callable:
         return click.option(f"{flag}/--no-{flag[2:]}", config_field.name, **common)
     if "choices" in meta:
         return click.option(flag, config_field.name, type=click.Choice(meta["choices"]), **common)
-    return click.option(flag, config_field.name, type=meta.get("type", type(default)), **common)
+    kind = meta.get("type", type(default))
+    if kind in (int, float):
+        kind = Number(kind, meta.get("min"), meta.get("max"), meta.get("above"))
+    return click.option(flag, config_field.name, type=kind, **common)
 
 
 def build_config(config_class: type, values: dict):
-    """Instantiate ``config_class`` from click's keyword arguments (unknown keys ignored)."""
+    """Instantiate ``config_class`` from click's keyword arguments (unknown keys ignored) and check its
+    numbers against their declared bounds; its own ``validate()``, if any, runs too."""
     names = {f.name for f in dataclasses.fields(config_class)}
-    return config_class(**{k: v for k, v in values.items() if k in names})
+    config = config_class(**{k: v for k, v in values.items() if k in names})
+    check_fields(config)
+    if hasattr(config, "validate"):
+        config.validate()
+    return config
 
 
 def echo_once(message: str) -> None:

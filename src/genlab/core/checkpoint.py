@@ -99,14 +99,55 @@ def latest_checkpoint(root: Path) -> Path | None:
     return complete[-1] if complete else None
 
 
-def read_json(path: Path, missing: str) -> dict:
-    """Parse a JSON file; GenlabError(``missing``) if it is absent, or naming it if it is corrupt."""
+def read_json(path: Path, missing: str, expect: type = dict) -> dict:
+    """Parse a JSON file that must hold an ``expect`` (a JSON object by default); GenlabError(``missing``)
+    if it is absent, or naming it if it is unreadable, not valid JSON or of another type."""
     try:
-        return json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_text())
     except FileNotFoundError as error:
         raise GenlabError(missing) from error
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise GenlabError(f"{path} is corrupt: not valid JSON ({error})") from error
+    except OSError as error:
+        raise GenlabError(f"cannot read {path} ({error.strerror})") from error
+    if not isinstance(data, expect):
+        kind = "a JSON object" if expect is dict else f"a JSON {expect.__name__}"
+        raise GenlabError(f"{path} is corrupt: it should hold {kind}, not {type(data).__name__}")
+    return data
+
+
+def json_field(data: dict, key: str, kind: type | tuple[type, ...], source: Path | str):
+    """``data[key]``, checked to be of ``kind``; GenlabError naming ``source`` if it is missing or mistyped."""
+    if key not in data:
+        raise GenlabError(f"{source} is corrupt: it has no {key!r}")
+    value = data[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        raise GenlabError(f"{source} is corrupt: {key!r} should be {' or '.join(k.__name__ for k in kinds)}, "
+                          f"got {value!r}")
+    return value
+
+
+def load_tensors(path: Path | str) -> dict[str, torch.Tensor]:
+    """Read a ``.safetensors`` file; GenlabError naming it if it is missing, truncated or corrupt."""
+    path = Path(path)
+    if not path.is_file():
+        raise GenlabError(f"{path} is missing")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise GenlabError(f"{path} is corrupt or unreadable ({str(error).splitlines()[0]})") from error
+
+
+def load_weights(module: torch.nn.Module, path: Path | str, strict: bool = True) -> torch.nn.Module:
+    """Load the ``.safetensors`` file ``path`` into ``module``; GenlabError if it is corrupt or its tensors
+    do not fit the module (other names or shapes)."""
+    state = load_tensors(path)
+    try:
+        module.load_state_dict(state, strict=strict)
+    except RuntimeError as error:
+        raise GenlabError(f"{path} does not fit this model: {str(error).splitlines()[0]}") from error
+    return module
 
 
 def load_checkpoint(folder: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
@@ -117,10 +158,7 @@ def load_checkpoint(folder: Path) -> tuple[dict[str, dict[str, torch.Tensor]], d
     state = read_json(folder / STATE_FILE, f"checkpoint {folder} is incomplete: {STATE_FILE} is missing")
     tensors = {}
     for file in sorted(folder.glob("*.safetensors")):
-        try:
-            tensors[file.stem] = load_file(str(file))
-        except (SafetensorError, OSError, ValueError) as error:
-            raise GenlabError(f"checkpoint file {file} is corrupt or unreadable ({error})") from error
+        tensors[file.stem] = load_tensors(file)
     return tensors, state
 
 

@@ -21,18 +21,18 @@ class DisCoConfig(ImageModelConfig):
     """Everything ``genlab train disco`` needs (loop settings apply to stage 1)."""
 
     data: str = option("shapes", "data set", choices=("digits", "shapes"))
-    num_latents: int = option(4, "m: discrete latents per image")
-    num_codes: int = option(8, "k: codes per latent")
-    temperature: float = option(1.0, "Gumbel-softmax temperature τ in stage 1")
+    num_latents: int = option(4, "m: discrete latents per image", min=1)
+    num_codes: int = option(8, "k: codes per latent", min=2)
+    temperature: float = option(1.0, "Gumbel-softmax temperature τ in stage 1", above=0)
     straight_through: bool = option(False, "straight-through Gumbel codes (one-hot forward)")
-    latent_dropout: float = option(0.1, "probability of replacing an image's latents by the null latents")
+    latent_dropout: float = option(0.1, "probability of replacing an image's latents by the null latents", min=0, max=1)
     encoder_batch_norm: bool = option(True, "batch-normalise the encoder head's features (without it the codes "
                                              "collapse to one per latent in our runs)")
     latent_groups: int = option(1, "grouped latents: split the m latents into G groups feeding different "
                                    "resolutions (U-Net levels / DiT block runs; group 0 = coarsest)")
-    prior_steps: int = option(1500, "stage-2 steps of the autoregressive prior")
-    prior_batch_size: int = option(256, "stage-2 batch size")
-    prior_lr: float = option(1e-3, "stage-2 learning rate")
+    prior_steps: int = option(1500, "stage-2 steps of the autoregressive prior", min=1)
+    prior_batch_size: int = option(256, "stage-2 batch size", min=1)
+    prior_lr: float = option(1e-3, "stage-2 learning rate", above=0)
     run_dir: str = option("runs/disco/default", "run folder: stage1/, prior/ and the exported model/")
 
     def validate(self) -> None:
