@@ -56,14 +56,14 @@ def test_evaluate_writes_metrics_json(run_cli, trained_run):
         (["train", "image", "--resolution", "12", "--steps", "1"], "resolution"),
         (["train", "image", "--steps", "0"], "'--steps': must be >= 1"),
         (["train", "image", "--no-such-option"], "No such option"),
-        (["sample", "image", "--model", "/nonexistent/run"], "holds no genlab image model"),
+        (["sample", "image", "--model", "/nonexistent/run"], "/nonexistent/run does not exist"),
         (["demo", "--only", "nothing"], "Invalid value for '--only'"),
         (["train", "tokenizer", "--data", "/nonexistent/shards"], "/nonexistent/shards"),
         (["train", "worldmodel", "--tokenizer", "/nonexistent/tok"], "/nonexistent/tok"),
         (["train", "worldmodel", "--hidden-size", "30", "--heads", "4"], "multiple of --heads"),
-        (["play", "--model", "/nonexistent/wm"], "is not a genlab world model"),
-        (["reproduce", "worldmodel", "--num-workers", "0"], "--num-workers must be >= 1"),
-        (["sample", "image", "--sampling-steps", "0"], "--sampling-steps must be >= 1"),
+        (["play", "--model", "/nonexistent/wm"], "/nonexistent/wm does not exist"),
+        (["reproduce", "worldmodel", "--num-workers", "0"], "'--num-workers': must be >= 1"),
+        (["sample", "image", "--sampling-steps", "0"], "'--sampling-steps': must be >= 1"),
     ],
 )
 def test_bad_input_is_one_clear_line(run_cli, tmp_path, args, message):

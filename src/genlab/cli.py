@@ -15,8 +15,17 @@ from typing import TYPE_CHECKING
 import click
 
 from genlab.cli_lazy import LazyGroup
-from genlab.cli_options import build_config, echo_once, num_workers_option, options_from, report_training
+from genlab.cli_options import (
+    build_config,
+    echo_once,
+    num_workers_option,
+    number,
+    options_from,
+    out_folder_option,
+    report_training,
+)
 from genlab.core.config import SAMPLERS, ImageModelConfig, option
+from genlab.core.paths import IMAGE_SUFFIXES, existing_dir, existing_file, output_dir, output_file
 from genlab.demo import PARTS as DEMO_PARTS
 from genlab.disco.config import DisCoConfig
 from genlab.errors import GenlabError
@@ -47,16 +56,22 @@ class SamplingConfig:
     model: str = option("runs/train/default", "image model: a run folder of `genlab train image` or its model/ "
                         "folder", renamed_from="--run")
     sampling_steps: int = option(18, "noise levels of the sampler (Heun uses 2*steps-1 network calls)",
-                                 renamed_from="--steps")
+                                 renamed_from="--steps", min=1)
     sampler: str = option("heun", "ODE solver", choices=SAMPLERS)
-    seed: int = option(0, "noise seed")
+    seed: int = option(0, "noise seed", min=0)
     guidance: str = option("none", "training-free or classifier-free guidance", choices=GUIDANCE_CHOICES)
     guidance_scale: float = option(1.5, "guidance scale w (1 = no guidance; icg+tsg uses it for both)",
                                    renamed_from="--scale")
-    tsg_noise: float = option(2.0, "TSG: noise added to the time embedding, in units of its std (s)")
-    tsg_alpha: float = option(1.0, "TSG: noise grows as t^alpha (0 = constant)")
-    guidance_t_min: float = option(0.0, "guidance only for diffusion time t >= this (t in [0, 1], 1 = noise)")
-    guidance_t_max: float = option(1.0, "guidance only for diffusion time t <= this")
+    tsg_noise: float = option(2.0, "TSG: noise added to the time embedding, in units of its std (s)", min=0)
+    tsg_alpha: float = option(1.0, "TSG: noise grows as t^alpha (0 = constant)", min=0)
+    guidance_t_min: float = option(0.0, "guidance only for diffusion time t >= this (t in [0, 1], 1 = noise)",
+                                   min=0, max=1)
+    guidance_t_max: float = option(1.0, "guidance only for diffusion time t <= this", min=0, max=1)
+
+    def validate(self) -> None:
+        if self.guidance_t_min > self.guidance_t_max:
+            raise GenlabError(f"--guidance-t-min {self.guidance_t_min} is above --guidance-t-max "
+                              f"{self.guidance_t_max}: guidance would never act")
 
     def guided(self, denoiser, info: dict):
         """The guided wrapper of ``denoiser`` these settings ask for (None for no guidance)."""
@@ -72,9 +87,9 @@ class SampleConfig(SamplingConfig):
     """Settings of ``genlab sample``."""
 
     out: str | None = option(None, "PNG to write (default: <model>/samples.png)", type=str)
-    num: int = option(100, "number of images")
-    churn: float = option(0.0, "EDM stochastic churn S_churn (0 = deterministic)")
-    class_label: int | None = option(None, "draw only this class (default: every class in turn)", type=int)
+    num: int = option(100, "number of images", min=1)
+    churn: float = option(0.0, "EDM stochastic churn S_churn (0 = deterministic)", min=0)
+    class_label: int | None = option(None, "draw only this class (default: every class in turn)", type=int, min=0)
     adapter: str | None = option(None, "sample with the weights of a `genlab align` run of this model (its run "
                                  "folder or adapter/ folder)", type=str)
 
@@ -86,13 +101,14 @@ class DisCoSampleConfig:
     model: str = option("runs/disco/default", "DisCo-Diff model: a run folder of `genlab train disco` or its "
                         "model/ folder", renamed_from="--run")
     out: str | None = option(None, "PNG to write (default: <model>/samples.png)", type=str)
-    num: int = option(100, "number of images")
+    num: int = option(100, "number of images", min=1)
     sampling_steps: int = option(18, "noise levels of the sampler (Heun uses 2*steps-1 network calls)",
-                                 renamed_from="--steps")
+                                 renamed_from="--steps", min=1)
     sampler: str = option("heun", "ODE solver", choices=SAMPLERS)
-    seed: int = option(0, "seed of the prior's draws and of the noise")
-    class_label: int | None = option(None, "draw only this class (default: every class in turn)", type=int)
-    prior_temperature: float = option(1.0, "temperature of the latent prior (1 = as learned, lower = likelier codes)")
+    seed: int = option(0, "seed of the prior's draws and of the noise", min=0)
+    class_label: int | None = option(None, "draw only this class (default: every class in turn)", type=int, min=0)
+    prior_temperature: float = option(1.0, "temperature of the latent prior (1 = as learned, lower = likelier codes)",
+                                      above=0)
     latent_scale: float = option(1.0, "classifier-free guidance on the latents, w (1 = none)")
 
 
@@ -101,7 +117,7 @@ class EvaluateConfig(SamplingConfig):
     """Settings of ``genlab evaluate``."""
 
     out: str | None = option(None, "JSON to write (default: <model>/results.json)", type=str)
-    num: int = option(1000, "number of generated images to score")
+    num: int = option(1000, "number of generated images to score (at least 2 for a distance)", min=2)
 
 
 @cli.group(cls=LazyGroup, lazy_commands={"camera": "genlab.cli_camera:train_camera_command",
@@ -176,7 +192,7 @@ def sample_image(**values) -> None:
     from genlab.core.images import save_image_grid
 
     config = build_config(SampleConfig, values)
-    _check_positive(num=config.num, sampling_steps=config.sampling_steps)
+    out = output_file(config.out or Path(existing_dir(config.model, "--model")) / "samples.png", IMAGE_SUFFIXES)
     denoiser, info = load_image_model(config.model)
     if config.adapter:
         from genlab.align.export import load_adapter
@@ -186,7 +202,6 @@ def sample_image(**values) -> None:
     labels = _class_labels(config.class_label, config.num, num_classes)
     images = generate_images(denoiser, config.num, labels, config.sampling_steps, config.sampler, config.churn,
                              config.seed, progress=True, wrapped=config.guided(denoiser, info))
-    out = Path(config.out or Path(config.model) / "samples.png")
     columns = num_classes if (num_classes and config.class_label is None) else None
     save_image_grid(images, out, columns=columns)
     click.echo(f"wrote {config.num} samples to {out}")
@@ -204,14 +219,13 @@ def sample_disco(**values) -> None:
     from genlab.disco.model import DisCoDiff
 
     config = build_config(DisCoSampleConfig, values)
-    _check_positive(num=config.num, sampling_steps=config.sampling_steps)
+    out = output_file(config.out or Path(existing_dir(config.model, "--model")) / "samples.png", IMAGE_SUFFIXES)
     model = DisCoDiff.from_pretrained(config.model)
     num_classes = model.info.get("num_classes", 0)
     labels = _class_labels(config.class_label, config.num, num_classes)
     images, _ = model.generate(config.num, labels, steps=config.sampling_steps, sampler=config.sampler,
                                seed=config.seed, prior_temperature=config.prior_temperature,
                                latent_scale=config.latent_scale, progress=True)
-    out = Path(config.out or Path(config.model) / "samples.png")
     save_image_grid(images, out, columns=num_classes if (num_classes and config.class_label is None) else None)
     click.echo(f"wrote {config.num} samples to {out}")
 
@@ -227,15 +241,13 @@ def evaluate(**values) -> None:
     from genlab.core.image_model import evaluate_image_model, load_image_model
 
     config = build_config(EvaluateConfig, values)
-    _check_positive(num=config.num, sampling_steps=config.sampling_steps)
+    out = output_file(config.out or Path(existing_dir(config.model, "--model")) / "results.json", (".json",))
     denoiser, info = load_image_model(config.model)
     results = evaluate_image_model(denoiser, info, config.num, config.sampling_steps, config.sampler, config.seed,
                                    progress=True, wrapped=config.guided(denoiser, info))
     results["guidance"] = (config.guidance if config.guidance == "none"
                            else f"{config.guidance} w={config.guidance_scale}")
     click.echo(format_metrics_table(results))
-    out = Path(config.out or Path(config.model) / "results.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({**results, "config": asdict(config)}, indent=2))
     click.echo(f"wrote {out}")
 
@@ -253,7 +265,7 @@ def reproduce() -> None:
 
 @reproduce.command("guidance")
 @click.option("--quick", is_flag=True, help="one seed, short training, fewer samples (about 3 minutes on 2 cores)")
-@click.option("--out", default="runs/reproduce/guidance", show_default=True, help="output folder")
+@out_folder_option("runs/reproduce/guidance")
 def reproduce_guidance(quick: bool, out: str) -> None:
     """ICG and TSG vs CFG (Sadat et al. 2025) on digits: models trained with/without label dropping
     and unconditionally, sampled alike, scored by FD, precision, recall and class accuracy; plus
@@ -268,7 +280,7 @@ def reproduce_guidance(quick: bool, out: str) -> None:
 
 @reproduce.command("disco")
 @click.option("--quick", is_flag=True, help="one seed, short training, fewer samples (about 5 minutes on 2 cores)")
-@click.option("--out", default="runs/reproduce/disco", show_default=True, help="output folder")
+@out_folder_option("runs/reproduce/disco")
 def reproduce_disco(quick: bool, out: str) -> None:
     """DisCo-Diff (Xu et al. 2024): the 2-D toy (W2 and path straightness with and without a
     discrete latent) and shapes images (FD vs NFE for EDM vs DisCo-Diff with prior and oracle
@@ -290,19 +302,23 @@ def reproduce_disco(quick: bool, out: str) -> None:
                    "random: random new parts blended in by a ramp")
 @click.option("--direction", default="depth", show_default=True, type=click.Choice(["depth", "width"]),
               help="more layers, or wider hidden size / heads / MLP")
-@click.option("--factor", default=4.0, show_default=True, type=float,
-              help="growth factor (whole number for depth, stack and learn)")
+@click.option("--factor", default=4.0, show_default=True, type=number(float, above=1),
+              help="growth factor, > 1 (whole number for depth, stack and learn)")
 @click.option("--order", default="repeat", show_default=True, type=click.Choice(["repeat", "interleave"]),
               help="stacking order: repeat = 1..L,1..L,…; interleave = 1,1,2,2,…")
-@click.option("--ramp-steps", default=100, show_default=True, help="random: optimiser steps over which new parts blend in")
-@click.option("--learn-steps", default=100, show_default=True, help="learn: Adam steps on the expansion operators")
+@click.option("--ramp-steps", default=100, show_default=True, type=number(int, min=1),
+              help="random: optimiser steps over which new parts blend in")
+@click.option("--learn-steps", default=100, show_default=True, type=number(int, min=1),
+              help="learn: Adam steps on the expansion operators")
 @click.option("--learn-data", default=None, help="learn: text file to train them on (default: stdlib docstrings)")
-@click.option("--split-noise", default=0.0, show_default=True,
+@click.option("--split-noise", default=0.0, show_default=True, type=number(float, min=0),
               help="width, stack/learn: zero-sum noise that lets split copies train apart (function still exact)")
-@click.option("--seed", default=0, show_default=True, help="seed of new random weights")
+@click.option("--seed", default=0, show_default=True, type=number(int, min=0), help="seed of new random weights")
 @click.option("--out", required=True, help="folder for the grown model (save_pretrained format)")
+@click.option("--overwrite", is_flag=True, help="write into a non-empty --out (files of the same name are replaced; "
+              "never allowed when --out holds --model)")
 def grow(model_dir: str, operator: str, direction: str, factor: float, order: str, ramp_steps: int,
-         learn_steps: int, learn_data: str | None, split_noise: float, seed: int, out: str) -> None:
+         learn_steps: int, learn_data: str | None, split_noise: float, seed: int, out: str, overwrite: bool) -> None:
     """Grow a Hugging Face causal LM with one of the four operators of "Stacking Your
     Transformers" (Du et al. 2024) and save it as an ordinary model of the same class.
 
@@ -317,7 +333,10 @@ def grow(model_dir: str, operator: str, direction: str, factor: float, order: st
     from genlab.growth import grow as grow_model
     from genlab.growth.checkpoints import load_causal_lm, operator_training_batches
 
-    _check_positive(ramp_steps=ramp_steps, learn_steps=learn_steps)
+    existing_dir(model_dir, "--model", "model folder")
+    _check_grow_out(Path(out), Path(model_dir), overwrite)
+    if learn_data is not None:
+        existing_file(learn_data, "--learn-data")
     source = load_causal_lm(model_dir)
     batches = None
     if operator == "learn":
@@ -326,7 +345,6 @@ def grow(model_dir: str, operator: str, direction: str, factor: float, order: st
     grown = grow_model(source, operator, direction, int(factor) if factor == int(factor) else factor,
                        order=order, ramp_steps=ramp_steps, seed=seed, split_noise=split_noise, learn_batches=batches,
                        learn_steps=learn_steps)
-    Path(out).mkdir(parents=True, exist_ok=True)
     grown.save_pretrained(out)
     before = sum(p.numel() for p in source.parameters())
     after = sum(p.numel() for p in grown.model.parameters())
@@ -337,7 +355,7 @@ def grow(model_dir: str, operator: str, direction: str, factor: float, order: st
 @reproduce.command("growth")
 @click.option("--quick", is_flag=True, help="one seed, depth only, short training (about 1.5 minutes on 2 cores)")
 @num_workers_option("training processes (one CPU thread each)")
-@click.option("--out", default="runs/reproduce/growth", show_default=True, help="output folder")
+@out_folder_option("runs/reproduce/growth")
 def reproduce_growth(quick: bool, num_workers: int, out: str) -> None:
     """Stacking Your Transformers (Du et al. 2024) on a byte-level LLaMA and the standard
     library's docstrings: a large model trained from scratch vs a small one grown 4x in depth
@@ -348,7 +366,6 @@ def reproduce_growth(quick: bool, num_workers: int, out: str) -> None:
     """
     from genlab.experiments import growth
 
-    _check_positive(num_workers=num_workers)
     growth.run(Path(out), growth.PRESETS["quick" if quick else "full"], workers=num_workers)
     click.echo((Path(out) / "report.md").read_text())
     click.echo(f"results, curves and per-run logs in {out}")
@@ -356,7 +373,7 @@ def reproduce_growth(quick: bool, num_workers: int, out: str) -> None:
 
 @cli.command()
 @click.option("--only", "only", type=click.Choice(list(DEMO_PARTS)), default=None, help="run only this part of the demo")
-@click.option("--out", "out", default="runs/demo", show_default=True, help="folder for the report and runs")
+@out_folder_option("runs/demo", "folder for the report and runs")
 def demo(only: str | None, out: str) -> None:
     """The main job: every method's small demo, then one HTML report (runs/demo/report.html).
 
@@ -380,10 +397,13 @@ def format_metrics_table(results: dict) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
-def _check_positive(**values: int) -> None:
-    for name, value in values.items():
-        if value < 1:
-            raise GenlabError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+def _check_grow_out(out: Path, model_dir: Path, overwrite: bool) -> None:
+    """``genlab grow --out`` must not replace the source model, nor another folder's files without --overwrite."""
+    if model_dir.resolve().is_relative_to(out.resolve()):
+        raise GenlabError(f"--out {out} would replace the model being grown (--model {model_dir}); choose another folder")
+    output_dir(out)
+    if any(out.iterdir()) and not overwrite:
+        raise GenlabError(f"--out {out} is not empty; pass --overwrite to replace what it holds, or choose another folder")
 
 
 def _one_line(message: str) -> str:

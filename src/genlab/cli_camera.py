@@ -9,8 +9,17 @@ from typing import TYPE_CHECKING
 import click
 
 from genlab.camera.config import CameraModelConfig
-from genlab.cli_options import RenamedOption, build_config, num_workers_option, options_from, report_training
+from genlab.cli_options import (
+    RenamedOption,
+    build_config,
+    num_workers_option,
+    number,
+    options_from,
+    out_folder_option,
+    report_training,
+)
 from genlab.core.config import VideoModelConfig
+from genlab.core.paths import VIDEO_SUFFIXES, existing_dir, existing_file, output_file
 from genlab.errors import GenlabError
 
 if TYPE_CHECKING:
@@ -79,18 +88,18 @@ def _requested_poses(trajectory: str, poses_file: str | None, frames: int, stren
               "a saved camera model on a local CogVideoX folder)")
 @click.option("--trajectory", default="orbit", show_default=True,
               type=click.Choice(["orbit", "pan", "tilt", "dolly", "random"]), help="requested camera path")
-@click.option("--strength", default=None, type=float, help="size of the motion (radians for orbit/pan/tilt, "
+@click.option("--strength", default=None, type=number(float), help="size of the motion (radians for orbit/pan/tilt, "
               "share of the distance for dolly); default: the trajectory's")
 @click.option("--poses", "poses_file", default=None, help="a .npy file of camera-to-world poses [T, 4, 4] "
               "(OpenCV axes) instead of --trajectory")
-@click.option("--scene", default=0, show_default=True, help="seed of the procedural scene whose first frame starts the clip")
-@click.option("--sampling-steps", default=18, show_default=True, cls=RenamedOption, renamed_from="--steps",
-              help="Heun noise levels")
-@click.option("--seed", default=0, show_default=True, help="seed of the sampling noise (and of a random trajectory)")
+@click.option("--scene", default=0, show_default=True, type=number(int, min=0), help="seed of the procedural scene whose first frame starts the clip")
+@click.option("--sampling-steps", default=18, show_default=True, type=number(int, min=1), cls=RenamedOption,
+              renamed_from="--steps", help="Heun noise levels")
+@click.option("--seed", default=0, show_default=True, type=number(int, min=0), help="seed of the sampling noise (and of a random trajectory)")
 @click.option("--out", default="runs/sample/camera.gif", show_default=True, help="video to write (.gif or .mp4)")
 @click.option("--prompt", default=None, help="CogVideoX models: text prompt (needs the folder's text_encoder/ and "
               "tokenizer/; default: the empty prompt, or zero embeddings without a text encoder)")
-@click.option("--guidance-scale", default=1.0, show_default=True, type=float,
+@click.option("--guidance-scale", default=1.0, show_default=True, type=number(float, min=1),
               help="CogVideoX models: classifier-free guidance scale (1 = off; CogVideoX's own default is 6)")
 def sample_camera_command(model_dir: str, trajectory: str, strength: float | None, poses_file: str | None,
                           scene: int, sampling_steps: int, seed: int, out: str, prompt: str | None,
@@ -111,9 +120,10 @@ def sample_camera_command(model_dir: str, trajectory: str, strength: float | Non
     from genlab.core.video_model import generate_videos
     from genlab.data import default_intrinsics, random_scenes, render
 
-    if sampling_steps < 1:
-        raise GenlabError(f"--sampling-steps must be >= 1, got {sampling_steps}")
-    model = load_camera_model(model_dir)
+    output_file(out, VIDEO_SUFFIXES)
+    if poses_file is not None:
+        existing_file(poses_file, "--poses")
+    model = load_camera_model(existing_dir(model_dir, "--model"))
     if isinstance(getattr(model, "base", None), CogVideoXDenoiser):
         _sample_cogvideox_camera(model, trajectory, strength, poses_file, sampling_steps, seed, out, prompt,
                                  guidance_scale)
@@ -152,7 +162,7 @@ def _sample_cogvideox_camera(model, trajectory: str, strength: float | None, pos
 @click.option("--quick", is_flag=True, help="300 clips at 16×16, short training (about 1 minute on 2 idle cores; "
               "the full preset, 3,000 clips at 32×32, about an hour on 2 shared cores)")
 @num_workers_option()
-@click.option("--out", default="runs/reproduce/camera", show_default=True, help="output folder")
+@out_folder_option("runs/reproduce/camera")
 def reproduce_camera_command(quick: bool, num_workers: int, out: str) -> None:
     """VD3D (Bahmani et al. 2024) at small scale: a base video DiT (first frame in, no camera) vs
     the VD3D ControlNet on Plücker frames (base frozen) vs the naive baseline (Plücker concatenated
@@ -164,8 +174,6 @@ def reproduce_camera_command(quick: bool, num_workers: int, out: str) -> None:
     """
     from genlab.experiments import camera
 
-    if num_workers < 1:
-        raise GenlabError(f"--num-workers must be >= 1, got {num_workers}")
     camera.run(Path(out), camera.PRESETS["quick" if quick else "full"], workers=num_workers)
     click.echo((Path(out) / "report.md").read_text())
     click.echo(f"results and trajectories video in {out}")

@@ -7,9 +7,16 @@ from pathlib import Path
 
 import click
 
-from genlab.cli_options import build_config, num_workers_option, options_from, report_training
-from genlab.enhance.config import EnhanceConfig, EnhanceSettings
-from genlab.errors import GenlabError
+from genlab.cli_options import (
+    build_config,
+    num_workers_option,
+    number,
+    options_from,
+    out_folder_option,
+    report_training,
+)
+from genlab.core.paths import VIDEO_SUFFIXES, existing_dir, existing_file, output_file
+from genlab.enhance.config import MAX_FACTOR, EnhanceConfig, EnhanceSettings
 
 
 @click.command("enhance")
@@ -35,11 +42,11 @@ def train_enhance_command(**values) -> None:
 @click.argument("input_path", metavar="INPUT")
 @click.option("--model", "model_dir", default="runs/train/enhance", show_default=True,
               help="enhancer (run folder of `genlab train enhance`)")
-@click.option("--space", default=4, show_default=True, help="spatial up-scaling factor s (1-8): frames become s·h × s·w")
-@click.option("--time", "time_factor", default=1, show_default=True,
+@click.option("--space", default=4, show_default=True, type=number(int, min=1, max=MAX_FACTOR), help="spatial up-scaling factor s (1-8): frames become s·h × s·w")
+@click.option("--time", "time_factor", default=1, show_default=True, type=number(int, min=1, max=MAX_FACTOR),
               help="temporal factor k (1-8): n frames become (n-1)·k + 1, the input at every k-th frame")
 @click.option("--out", default="runs/enhance/out.mp4", show_default=True, help="video to write (.mp4 or .gif)")
-@click.option("--fps", default=None, type=float, help="frame rate of the output (default: the input's × --time)")
+@click.option("--fps", default=None, type=number(float, above=0), help="frame rate of the output (default: the input's × --time)")
 @options_from(EnhanceSettings)
 def enhance_command(input_path: str, model_dir: str, space: int, time_factor: int, out: str, fps: float | None,
                     **values) -> None:
@@ -56,8 +63,9 @@ def enhance_command(input_path: str, model_dir: str, space: int, time_factor: in
     from genlab.enhance.model import load_enhancer
 
     settings = build_config(EnhanceSettings, values)
-    model = load_enhancer(model_dir)
-    low, input_fps = load_video(input_path)
+    output_file(out, VIDEO_SUFFIXES)
+    low, input_fps = load_video(existing_file(input_path, "INPUT"))
+    model = load_enhancer(existing_dir(model_dir, "--model"))
     enhanced = enhance_video(model, low[None], space, time_factor, settings, progress=True)
     rate = fps or (input_fps or 8.0) * time_factor
     save_video(video_grid(enhanced, columns=1, padding=0), out, fps=rate)
@@ -69,7 +77,7 @@ def enhance_command(input_path: str, model_dir: str, space: int, time_factor: in
 @click.option("--quick", is_flag=True, help="300 clips at 16×16, short training (under a minute on 2 idle cores; "
               "the full preset, 3,000 clips at 32×32, over an hour)")
 @num_workers_option()
-@click.option("--out", default="runs/reproduce/enhance", show_default=True, help="output folder")
+@out_folder_option("runs/reproduce/enhance")
 def reproduce_enhance_command(quick: bool, num_workers: int, out: str) -> None:
     """VEnhancer (He et al. 2024) at small scale: trilinear up-sampling vs an L2 regression video DiT vs
     the ControlNet enhancer on a frozen base, on held-out clips degraded by trained and unseen (s, k):
@@ -80,8 +88,6 @@ def reproduce_enhance_command(quick: bool, num_workers: int, out: str) -> None:
     """
     from genlab.experiments import enhance
 
-    if num_workers < 1:
-        raise GenlabError(f"--num-workers must be >= 1, got {num_workers}")
     enhance.run(Path(out), enhance.PRESETS["quick" if quick else "full"], workers=num_workers)
     click.echo((Path(out) / "report.md").read_text())
     click.echo(f"results and side-by-side video in {out}")

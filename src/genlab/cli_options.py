@@ -15,6 +15,7 @@ from collections.abc import Callable
 import click
 
 from genlab.core.config import check_fields, check_value
+from genlab.core.paths import output_dir
 from genlab.errors import GenlabError
 
 
@@ -56,8 +57,22 @@ class RenamedOption(click.Option):
 
 def num_workers_option(help: str = "processes for independent jobs (one CPU thread each)") -> Callable:
     """The ``--num-workers`` option of the ``reproduce`` commands (spelt ``--workers`` before)."""
-    return click.option("--num-workers", default=2, show_default=True, cls=RenamedOption, renamed_from="--workers",
-                        help=help)
+    return click.option("--num-workers", default=2, show_default=True, type=number(int, min=1), cls=RenamedOption,
+                        renamed_from="--workers", help=help)
+
+
+def out_folder_option(default: str, help: str = "output folder") -> Callable:
+    """The ``--out`` folder of ``reproduce`` and ``demo``: created, and checked to be a writable folder."""
+    return click.option("--out", default=default, show_default=True, help=help,
+                        callback=lambda ctx, param, value: _checked(output_dir, value, "--out"))
+
+
+def _checked(check: Callable, *args):
+    """Run a :mod:`genlab.core.paths` check inside a click callback: its GenlabError becomes a usage error."""
+    try:
+        return check(*args)
+    except GenlabError as error:
+        raise click.BadParameter(str(error).removeprefix(f"{args[-1]} ")) from error
 
 
 class Number(click.ParamType):

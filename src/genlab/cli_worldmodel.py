@@ -8,7 +8,16 @@ from pathlib import Path
 
 import click
 
-from genlab.cli_options import RenamedOption, build_config, num_workers_option, options_from, report_training
+from genlab.cli_options import (
+    RenamedOption,
+    build_config,
+    num_workers_option,
+    number,
+    options_from,
+    out_folder_option,
+    report_training,
+)
+from genlab.core.paths import VIDEO_SUFFIXES, existing_dir, existing_file, output_file
 from genlab.errors import GenlabError
 from genlab.worldmodel.config import TokenizerConfig, TransformerConfig
 
@@ -52,7 +61,7 @@ def train_worldmodel_command(**values) -> None:
 @click.option("--quick", is_flag=True, help="100 episodes, short training, 4 control episodes (about 2.5 minutes on 2 "
               "cores; the full preset takes about 50)")
 @num_workers_option()
-@click.option("--out", default="runs/reproduce/worldmodel", show_default=True, help="output folder")
+@out_folder_option("runs/reproduce/worldmodel")
 def reproduce_worldmodel_command(quick: bool, num_workers: int, out: str) -> None:
     """iVideoGPT (Wu et al. 2024) on the built-in PushBlock world: compressive vs per-frame
     tokenizer and action-conditioned vs action-free transformer, scored on held-out episodes by
@@ -63,8 +72,6 @@ def reproduce_worldmodel_command(quick: bool, num_workers: int, out: str) -> Non
     """
     from genlab.experiments import worldmodel
 
-    if num_workers < 1:
-        raise GenlabError(f"--num-workers must be >= 1, got {num_workers}")
     worldmodel.run(Path(out), worldmodel.PRESETS["quick" if quick else "full"], workers=num_workers)
     click.echo((Path(out) / "report.md").read_text())
     click.echo(f"results and rollout video in {out}")
@@ -72,15 +79,16 @@ def reproduce_worldmodel_command(quick: bool, num_workers: int, out: str) -> Non
 
 @click.command()
 @click.option("--model", "model_dir", required=True, help="world model folder (tokenizer/ + transformer/)")
-@click.option("--seed", default=0, show_default=True, help="PushBlock reset seed: the first frame")
+@click.option("--seed", default=0, show_default=True, type=number(int, min=0),
+              help="PushBlock reset seed: the first frame")
 @click.option("--actions", "actions_file", default=None, help="action file (.npy, or text: 'dx dy' per line); "
               "without it, keys typed in the terminal drive the rollout")
-@click.option("--rollout-steps", default=30, show_default=True, cls=RenamedOption, renamed_from="--steps",
-              help="most environment steps to play")
+@click.option("--rollout-steps", default=30, show_default=True, type=number(int, min=1), cls=RenamedOption,
+              renamed_from="--steps", help="most environment steps to play")
 @click.option("--compare/--no-compare", default=True, show_default=True,
               help="step the real environment with the same actions and show it beside the imagined frames")
-@click.option("--top-k", default=16, show_default=True, help="sample each token among the k most likely (1 = greedy)")
-@click.option("--sample-seed", default=0, show_default=True, help="seed of the token sampling")
+@click.option("--top-k", default=16, show_default=True, type=number(int, min=1), help="sample each token among the k most likely (1 = greedy)")
+@click.option("--sample-seed", default=0, show_default=True, type=number(int, min=0), help="seed of the token sampling")
 @click.option("--out", default="runs/play/rollout.mp4", show_default=True, help="video to write (.mp4 or .gif)")
 def play_command(model_dir: str, seed: int, actions_file: str | None, rollout_steps: int, compare: bool, top_k: int,
                  sample_seed: int, out: str) -> None:
@@ -95,9 +103,10 @@ def play_command(model_dir: str, seed: int, actions_file: str | None, rollout_st
     from genlab.worldmodel.model import WorldModel
     from genlab.worldmodel.play import HELP, ansi_frame, keyboard_actions, play, read_actions
 
-    if rollout_steps < 1 or top_k < 1:
-        raise GenlabError(f"--rollout-steps and --top-k must be >= 1, got {rollout_steps} and {top_k}")
-    world_model = WorldModel.from_pretrained(model_dir, top_k=top_k, seed=sample_seed)
+    output_file(out, VIDEO_SUFFIXES)
+    if actions_file is not None:
+        existing_file(actions_file, "--actions")
+    world_model = WorldModel.from_pretrained(existing_dir(model_dir, "--model"), top_k=top_k, seed=sample_seed)
     show = None
     if actions_file is not None:
         actions = read_actions(actions_file, max(world_model.action_dim, 2))

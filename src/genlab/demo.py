@@ -10,12 +10,12 @@ on 2 CPU cores so that the whole demo stays ≤ 15 minutes.
 from __future__ import annotations
 
 import html
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from genlab.core.paths import mark_created, remove_created
 from genlab.errors import GenlabError
 
 
@@ -51,7 +51,8 @@ def core_part(folder: Path) -> ReportSection:
     from genlab.core.images import save_image_grid
 
     run_dir = folder / "run"
-    shutil.rmtree(run_dir, ignore_errors=True)
+    remove_created(run_dir)
+    mark_created(run_dir)
     config = image_model.ImageModelConfig(data="digits", steps=CORE_STEPS, checkpoint_every=CORE_STEPS,
                                           run_dir=str(run_dir))
     image_model.train_image_model(config)

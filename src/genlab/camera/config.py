@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from genlab.core.config import LoopConfig, SceneClipsConfig, option
+from genlab.errors import GenlabError
 
 
 @dataclass
@@ -24,3 +25,9 @@ class CameraModelConfig(SceneClipsConfig, LoopConfig):
     window_end: float = option(1.0, "end of the branch's activity window", min=0, max=1)
     run_dir: str = option("runs/train/camera", "run folder: config, checkpoints, log, figures, model")
     resume: bool = option(False, "continue the run in --run-dir from its latest checkpoint")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.window_start >= self.window_end:
+            raise GenlabError(f"--window-start {self.window_start} must be below --window-end {self.window_end}: "
+                              "the branch would never run")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from genlab.core.paths import IMAGE_SUFFIXES, VIDEO_SUFFIXES, output_file
 from genlab.errors import GenlabError
 
 
@@ -37,24 +39,49 @@ def image_grid(images: Tensor, columns: int | None = None, scale: int = 1, paddi
 def save_image_grid(images: Tensor, path: Path | str, columns: int | None = None, scale: int | None = None) -> Path:
     """Write :func:`image_grid` of ``images`` as a PNG; small images are enlarged to ≥ 64 px tiles."""
     scale = scale or max(1, 64 // images.shape[-1])
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    iio.imwrite(path, image_grid(images, columns, scale))
-    return Path(path)
+    path = output_file(path, IMAGE_SUFFIXES, "image")
+    _write(path, image_grid(images, columns, scale))
+    return path
 
 
 def save_video(frames: np.ndarray, path: Path | str, fps: float = 5, scale: int = 1) -> Path:
     """Write uint8 frames ``[T, H, W, 3]`` as an MP4 (H.264 via imageio-ffmpeg; odd sizes padded by one
-    pixel) or, for a ``.gif`` path, a looping GIF; ``scale`` enlarges each pixel (nearest neighbour)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    pixel) or, for a ``.gif`` path, a looping GIF; ``scale`` enlarges each pixel (nearest neighbour).
+
+    The file is written beside its target and moved into place once it reads back with all ``T``
+    frames, so a failed write raises :class:`GenlabError` and never leaves a broken file.
+    """
+    path = output_file(path, VIDEO_SUFFIXES, "video")
+    if not (math.isfinite(fps) and fps > 0):
+        raise GenlabError(f"a video needs a frame rate > 0, got {fps}")
     frames = np.asarray(frames).repeat(scale, axis=1).repeat(scale, axis=2)
     if path.suffix.lower() == ".gif":
-        iio.imwrite(path, frames, duration=1000 / fps, loop=0)
+        # the GIF writer merges runs of identical frames into one longer frame
+        changes = int((frames[1:] != frames[:-1]).reshape(len(frames) - 1, -1).any(axis=1).sum()) if len(frames) else -1
+        _write(path, frames, duration=1000 / fps, loop=0, count=changes + 1)
     else:  # H.264 needs even sizes: pad odd ones with one black row/column
         height, width = frames.shape[1:3]
         frames = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)))
-        iio.imwrite(path, frames, fps=fps, macro_block_size=1)
+        _write(path, frames, fps=fps, macro_block_size=1, count=len(frames))
     return path
+
+
+def _write(path: Path, array: np.ndarray, count: int | None = None, **options) -> None:
+    """``iio.imwrite`` to a temporary file beside ``path``, checked (``count`` frames for a video), then
+    renamed over ``path``; GenlabError if writing or the check fails."""
+    temporary = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        iio.imwrite(temporary, array, **options)
+        if count is not None:
+            written = sum(1 for _ in iio.imiter(temporary))
+            if written != count:
+                raise GenlabError(f"writing {path} kept {written} of {count} frames")
+        os.replace(temporary, path)
+    except (OSError, ValueError, RuntimeError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise GenlabError(f"cannot write {path}: {reason}") from error
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def load_video(path: Path | str) -> tuple[Tensor, float | None]:

@@ -31,7 +31,8 @@ def _check_writable(folder: Path, flag: str) -> None:
 def _make_folder(folder: Path, flag: str) -> None:
     for parent in (folder, *folder.parents):
         if parent.exists() and not parent.is_dir():
-            raise GenlabError(f"{flag} {folder}: {parent} is a file, not a folder")
+            where = "" if parent == folder else f": {parent}"
+            raise GenlabError(f"{flag} {folder}{where} is a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:

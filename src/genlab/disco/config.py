@@ -38,18 +38,12 @@ class DisCoConfig(ImageModelConfig):
     def validate(self) -> None:
         super().validate()
         check_latent_shape(self.num_latents, self.num_codes)
-        if not 0 <= self.latent_dropout <= 1:
-            raise GenlabError(f"--latent-dropout must be in [0, 1], got {self.latent_dropout}")
-        if not self.temperature > 0:
-            raise GenlabError(f"--temperature must be > 0, got {self.temperature}")
         backbone = MODEL_SIZES[self.arch][self.size]
         places = len(backbone["attention_levels"]) if self.arch == "unet" else backbone["depth"]
         if not 1 <= self.latent_groups <= min(self.num_latents, places):
             raise GenlabError(f"--latent-groups must be in [1, {min(self.num_latents, places)}] (m = {self.num_latents} "
                               f"latents; the {self.size} {self.arch} cross-attends in {places} places), "
                               f"got {self.latent_groups}")
-        if self.prior_steps < 1 or self.prior_batch_size < 1 or not self.prior_lr > 0:
-            raise GenlabError("--prior-steps, --prior-batch-size and --prior-lr must be positive")
 
     def prior_loop(self) -> LoopConfig:
         """Loop settings of stage 2."""

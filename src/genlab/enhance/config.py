@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from genlab.core.config import VIDEO_DATA, LoopConfig, option
+from genlab.core.config import VIDEO_DATA, LoopConfig, check_fields, option
 from genlab.errors import GenlabError
 
 MAX_FACTOR = 8
@@ -48,8 +48,6 @@ class EnhanceConfig(LoopConfig):
         super().validate()
         parse_factors(self.space_factors, "space-factors")
         parse_factors(self.time_factors, "time-factors")
-        if self.max_augment_sigma < 0:
-            raise GenlabError(f"--max-augment-sigma must be >= 0, got {self.max_augment_sigma}")
 
 
 @dataclass
@@ -67,10 +65,5 @@ class EnhanceSettings:
     seed: int = option(0, "seed of the sampling and augmentation noise", min=0)
 
     def validate(self) -> None:
-        if self.sampling_steps < 1:
-            raise GenlabError(f"--sampling-steps must be >= 1, got {self.sampling_steps}")
-        if self.start_sigma <= 0 or self.augment_sigma < 0:
-            raise GenlabError(f"--start-sigma must be > 0 and --augment-sigma >= 0, got {self.start_sigma} "
-                              f"and {self.augment_sigma}")
-        if self.memory_budget < 0:
-            raise GenlabError(f"--memory-budget must be >= 0 GiB, got {self.memory_budget}")
+        """Raise GenlabError naming the first setting outside its declared bounds."""
+        check_fields(self)

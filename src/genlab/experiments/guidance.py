@@ -12,7 +12,6 @@ and class accuracy against held-out digits: A unguided / +ICG / +TSG / +ICG+TSG,
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -20,9 +19,12 @@ import matplotlib.pyplot as plt
 import torch
 from tqdm.auto import tqdm
 
+from genlab.core.checkpoint import read_json
 from genlab.core.edm import karras_sigmas, sample
 from genlab.core.image_model import ImageModelConfig, balanced_labels, load_image_model, train_image_model
 from genlab.core.images import save_image_grid
+from genlab.core.paths import mark_created, remove_created
+from genlab.errors import GenlabError
 from genlab.experiments.reporting import mean_std
 from genlab.guidance import GuidanceTerm, guide_class_model
 from genlab.metrics import evaluate_samples
@@ -90,6 +92,17 @@ PRESETS = {
 }
 
 
+def _trained_alike(run_dir: Path, model_config: ImageModelConfig) -> bool:
+    """Whether ``run_dir`` holds a finished model trained with the settings of ``model_config``."""
+    try:
+        saved = read_json(run_dir / "config.json", "no config")
+    except GenlabError:
+        return False
+    ignored = ("progress", "run_dir", "overwrite")
+    return (all(saved.get(k) == v for k, v in asdict(model_config).items() if v is not None and k not in ignored)
+            and (run_dir / "model" / "genlab.json").is_file())
+
+
 def train_models(out: Path, config: ExperimentConfig, seed: int) -> dict[str, tuple]:
     """Train (or reuse, if the same settings were trained before) models A, B, C for one seed."""
     models = {}
@@ -97,11 +110,9 @@ def train_models(out: Path, config: ExperimentConfig, seed: int) -> dict[str, tu
         run_dir = out / "models" / f"{name}-seed{seed}"
         model_config = ImageModelConfig(data="digits", steps=config.train_steps, seed=seed,
                                         checkpoint_every=config.train_steps, run_dir=str(run_dir), **settings)
-        saved = run_dir / "config.json"
-        same = saved.is_file() and all(json.loads(saved.read_text()).get(k) == v
-                                       for k, v in asdict(model_config).items() if v is not None and k not in ("progress", "run_dir"))
-        if not (same and (run_dir / "model" / "genlab.json").is_file()):
-            shutil.rmtree(run_dir, ignore_errors=True)
+        if not _trained_alike(run_dir, model_config):
+            remove_created(run_dir)
+            mark_created(run_dir)
             train_image_model(model_config)
         denoiser, info = load_image_model(run_dir)
         models[name] = (denoiser.to(DEVICE), info)

@@ -45,8 +45,5 @@ class TransformerConfig(LoopConfig):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("future_frames", "hidden_size", "layers", "heads"):
-            if getattr(self, name) < 1:
-                raise GenlabError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.hidden_size % self.heads:
             raise GenlabError(f"--hidden-size {self.hidden_size} must be a multiple of --heads {self.heads}")
