@@ -127,6 +127,23 @@ def test_every_method_samples_finite_latents(request, which, name):
 
 
 @pytest.mark.parametrize("which", ["sd", "dit"])
+def test_guided_latents_repeat_with_the_generator_whatever_the_global_rng(request, which):
+    pipeline = request.getfixturevalue(f"{which}_pipeline")
+    condition = {"class_labels": [1, 7]} if which == "dit" else {"prompt": ["a cat", "dog"]}
+
+    def latents(seed: int) -> torch.Tensor:
+        return guided_pipeline_sample(pipeline, TERM_SETS["icg+tsg"], steps=STEPS, output_type="latent",
+                                      generator=torch.Generator().manual_seed(seed), **condition)
+
+    torch.manual_seed(1)
+    first = latents(0)
+    torch.manual_seed(2)
+    torch.rand(10)
+    assert torch.equal(first, latents(0))
+    assert not torch.allclose(first, latents(1))
+
+
+@pytest.mark.parametrize("which", ["sd", "dit"])
 def test_images_are_decoded_in_range(request, which):
     pipeline = request.getfixturevalue(f"{which}_pipeline")
     images = run(pipeline, TERM_SETS["icg+tsg"], output_type="pt")

@@ -118,6 +118,18 @@ def test_guiders_run_the_sdxl_modular_pipeline_to_images(sdxl, cfg_images, name)
     assert sdxl.guider._hooks is None
 
 
+@pytest.mark.parametrize("name", GUIDERS)
+def test_guided_sdxl_images_repeat_with_the_seed_whatever_the_global_rng(sdxl, name):
+    make, _ = GUIDERS[name]
+    guider = make()
+    first = generate(sdxl, guider)
+    torch.rand(10)
+    assert torch.equal(first, generate(sdxl, guider)), "the guider's draws restart at step 0 of every run"
+    torch.manual_seed(123)
+    assert torch.equal(first, generate(sdxl, make())), "a new guider with the same seed draws alike"
+    assert not torch.allclose(first, generate(sdxl, guider.new(seed=1)), atol=1e-6)
+
+
 def test_icg_batch_redraws_text_and_pooled_text_but_not_time_ids_in_sdxl(sdxl):
     _, calls = generate_recording(sdxl, ICGGuidance(guidance_scale=7.5))
     cond, independent = calls[0], calls[1]

@@ -75,11 +75,14 @@ class SamplingConfig:
 
     def guided(self, denoiser, info: dict):
         """The guided wrapper of ``denoiser`` these settings ask for (None for no guidance)."""
-        from genlab.guidance import guide_class_model, parse_guidance
+        from genlab.guidance import cfg_warning, guide_class_model, parse_guidance
 
         terms = parse_guidance(self.guidance, self.guidance_scale, self.tsg_noise, self.tsg_alpha,
                                (self.guidance_t_min, self.guidance_t_max))
-        return guide_class_model(denoiser, info["num_classes"], terms) if terms else None
+        warning = cfg_warning(self.guidance, info)
+        if warning:
+            click.echo(warning, err=True)
+        return guide_class_model(denoiser, info["num_classes"], terms, seed=self.seed) if terms else None
 
 
 @dataclass

@@ -9,14 +9,16 @@ weights to ``<run_dir>/model`` (``save_pretrained`` format plus ``genlab.json``)
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from torch import Tensor
 
-from genlab.core.checkpoint import read_json
+from genlab.core.checkpoint import json_field, read_json
 from genlab.core.config import MODEL_SIZES, SAMPLERS, ImageModelConfig
 from genlab.core.denoiser import EDMDenoiser
 from genlab.core.edm import EDMSchedule, edm_loss, karras_sigmas, network_evaluations, sample
@@ -70,38 +72,84 @@ def train_image_model(config: ImageModelConfig) -> TrainResult:
     trainer = Trainer(denoiser, image_loss(num_classes, config.label_dropout), dataset, config.run_dir,
                       config, run_config)
     result = trainer.fit(resume=config.resume)
-    trainer.export(save_image_model, result.ema_model, Path(config.run_dir) / "model", data=config.data)
+    trainer.export(save_image_model, result.ema_model, Path(config.run_dir) / "model", data=config.data,
+                   label_dropout=config.label_dropout)
     return result
 
 
-def save_image_model(denoiser: EDMDenoiser, folder: Path, data: str) -> None:
-    """Write ``denoiser`` as ``save_pretrained`` weights plus ``genlab.json`` (data set, σ settings)."""
+def save_image_model(denoiser: EDMDenoiser, folder: Path, data: str, label_dropout: float | None = None) -> None:
+    """Write ``denoiser`` as ``save_pretrained`` weights plus ``genlab.json`` (data set, σ settings).
+
+    ``label_dropout`` (the training probability of the null label) is recorded when given, so that
+    CFG can warn about a model that never learned its null label
+    (:func:`genlab.guidance.cfg_warning`); without it the model's dropout counts as unknown.
+    """
     denoiser.net.save_pretrained(folder)
     info = {"data": data, "architecture": type(denoiser.net).__name__, **asdict(denoiser.schedule)}
+    if label_dropout is not None:
+        info["label_dropout"] = float(label_dropout)
     (Path(folder) / MODEL_INFO_FILE).write_text(json.dumps(info, indent=2))
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _checked_info(info: dict, source: Path) -> EDMSchedule:
+    """The σ settings of a model's ``genlab.json`` after checking its fields' types; GenlabError naming
+    ``source`` for a missing or mistyped field."""
+    json_field(info, "architecture", str, source)
+    json_field(info, "data", str, source)
+    if "method" in info:
+        json_field(info, "method", str, source)
+    values = {}
+    for key, default in asdict(EDMSchedule()).items():
+        value = info.get(key, default)
+        if not _is_number(value):
+            raise GenlabError(f"{source} is corrupt: {key!r} should be a finite number, got {value!r}")
+        if key in ("sigma_data", "sigma_min", "sigma_max", "rho", "p_std") and value <= 0:
+            raise GenlabError(f"{source} is corrupt: {key!r} should be positive, got {value!r}")
+        values[key] = float(value)
+    if values["sigma_min"] >= values["sigma_max"]:
+        raise GenlabError(f"{source} is corrupt: sigma_min {values['sigma_min']} is not below "
+                          f"sigma_max {values['sigma_max']}")
+    dropout = info.get("label_dropout")
+    if dropout is not None and not (_is_number(dropout) and 0 <= dropout < 1):
+        raise GenlabError(f"{source} is corrupt: 'label_dropout' should be a number in [0, 1), got {dropout!r}")
+    return EDMSchedule(**values)
 
 
 def load_image_model(path: Path | str) -> tuple[EDMDenoiser, dict]:
     """Load a model saved by :func:`save_image_model` from a run folder or its ``model/`` folder.
 
     Returns ``(denoiser in eval mode, info)`` where ``info`` has ``data``, ``num_classes``,
-    ``channels``, ``resolution`` and the σ settings. Missing or corrupt files give GenlabError.
+    ``channels``, ``resolution``, the σ settings and, for models saved since genlab recorded it,
+    ``label_dropout``. A path that is not a model folder, a ``genlab.json`` that is missing, not a
+    JSON object or has missing or mistyped fields, and missing, corrupt or truncated weights all
+    give one GenlabError.
     """
     folder = Path(path)
+    if folder.is_file():
+        raise GenlabError(f"{path} is a file; give the model's folder (a run folder of `genlab train image` "
+                          "or its model/ folder)")
     if (folder / "model" / MODEL_INFO_FILE).is_file():
         folder = folder / "model"
-    info = read_json(folder / MODEL_INFO_FILE, f"{path} holds no genlab image model (no {MODEL_INFO_FILE}); train one first")
-    if info.get("method", "image") != "image":
-        raise GenlabError(f"{path} holds a {info['method']} model, not a plain image model; "
-                          f"use `genlab sample {info['method']}`")
+    source = folder / MODEL_INFO_FILE
+    info = read_json(source, f"{path} holds no genlab image model (no {MODEL_INFO_FILE}); train one first")
+    method = info.get("method", "image")
+    if method != "image":
+        raise GenlabError(f"{path} holds a {method} model, not a plain image model; use `genlab sample {method}`"
+                          if isinstance(method, str) else f"{source} is corrupt: 'method' should be str, got {method!r}")
+    schedule = _checked_info(info, source)
     by_name = {cls.__name__: cls for cls in ARCHITECTURES.values()}
-    if info.get("architecture") not in by_name:
-        raise GenlabError(f"{folder / MODEL_INFO_FILE} names an unknown architecture {info.get('architecture')!r}")
+    if info["architecture"] not in by_name:
+        raise GenlabError(f"{source} names an unknown architecture {info['architecture']!r}; "
+                          f"expected one of {', '.join(sorted(by_name))}")
     try:
         net = by_name[info["architecture"]].from_pretrained(folder)
-    except (OSError, ValueError, RuntimeError) as error:
-        raise GenlabError(f"cannot load the model weights in {folder}: {str(error).splitlines()[0]}") from error
-    schedule = EDMSchedule(**{k: info[k] for k in asdict(EDMSchedule()) if k in info})
+    except (OSError, ValueError, RuntimeError, TypeError, KeyError, SafetensorError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise GenlabError(f"cannot load the model weights in {folder}: {reason}") from error
     denoiser = EDMDenoiser(net, schedule).eval()
     info.update(num_classes=net.config.num_classes, channels=net.config.in_channels,
                 resolution=net.config.resolution)
@@ -119,6 +167,8 @@ def generate_images(denoiser: EDMDenoiser, num_images: int, class_labels: Tensor
     on ``batch_size``. ``class_labels`` ``[N]`` (long) is required for conditional models and
     must be None for unconditional ones. ``wrapped``, if given, is called instead of
     ``denoiser`` (e.g. a guided wrapper of it); shapes and noise levels still come from ``denoiser``.
+    A wrapper with a ``manual_seed`` method (:class:`~genlab.guidance.GuidedDenoiser`) is seeded
+    with ``seed`` first, so its random draws (ICG, TSG) repeat with the seed as the noise does.
     ``extra`` holds further per-image conditions ``[N, …]`` (e.g. DisCo-Diff's ``codes``), batched alike.
     """
     if sampler not in SAMPLERS:
@@ -130,6 +180,9 @@ def generate_images(denoiser: EDMDenoiser, num_images: int, class_labels: Tensor
         per_image["class_labels"] = class_labels
     generator = torch.Generator().manual_seed(seed)
     noise = torch.randn(shape, generator=generator)
+    reseed = getattr(wrapped, "manual_seed", None)
+    if callable(reseed):
+        reseed(seed)
     schedule = denoiser.schedule
     sigmas = karras_sigmas(steps, schedule.sigma_min, schedule.sigma_max, schedule.rho)
     chunks = []

@@ -125,7 +125,7 @@ def guided_samples(denoiser, info: dict, terms: list[GuidanceTerm], num_images: 
     """``num_images`` class-balanced samples (labels also for C: they are only used for scoring)."""
     labels = balanced_labels(num_images, 10)
     num_classes = info["num_classes"]
-    guided = guide_class_model(denoiser, num_classes, terms)
+    guided = guide_class_model(denoiser, num_classes, terms, seed=seed)
     generator = torch.Generator().manual_seed(seed)
     noise = torch.randn(num_images, 1, 16, 16, generator=generator).to(DEVICE)
     chunks = []

@@ -11,7 +11,7 @@ GUIDANCE_CHOICES = ("none", "cfg", "icg", "tsg", "icg+tsg")  # the values of ``-
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".conditions": ("fixed_embedding", "gaussian_embedding", "null_class", "random_class", "random_tokens"),
-    ".guided": ("GuidanceTerm", "GuidedDenoiser", "guide_class_model", "parse_guidance"),
+    ".guided": ("GuidanceTerm", "GuidedDenoiser", "cfg_warning", "guide_class_model", "parse_guidance"),
     ".tsg": ("perturbed_time_embedding", "time_embedding_modules"),
 })
 __all__ = ["GUIDANCE_CHOICES", *__all__]

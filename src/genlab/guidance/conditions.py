@@ -2,7 +2,10 @@
 
 Each maker is a callable ``make(condition) -> condition`` that returns a tensor shaped like the
 batch's real condition (class ids ``[B]`` or embeddings ``[B, L, D]``). ICG's makers draw afresh
-on every call, i.e. at every sampling step.
+on every call, i.e. at every sampling step, from the ``generator=`` they are called with
+(:class:`~genlab.guidance.GuidedDenoiser` and the diffusers guiders pass their seeded one;
+None uses torch's global RNG). A maker of your own may take ``generator=`` too, and is then
+given the guidance generator (see :func:`genlab.guidance.rng.call_maker`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
+
+from genlab.guidance.rng import randint, randn
 
 ConditionMaker = Callable[[Tensor], Tensor]
 
@@ -27,8 +32,8 @@ def null_class(null_id: int) -> ConditionMaker:
 def random_class(num_classes: int) -> ConditionMaker:
     """ICG for class models: labels drawn uniformly from ``[0, num_classes)``, independent of the real ones."""
 
-    def make(labels: Tensor) -> Tensor:
-        return torch.randint(0, num_classes, labels.shape, device=labels.device, dtype=labels.dtype)
+    def make(labels: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return randint(num_classes, tuple(labels.shape), generator, labels.device, labels.dtype)
 
     return make
 
@@ -36,8 +41,9 @@ def random_class(num_classes: int) -> ConditionMaker:
 def gaussian_embedding() -> ConditionMaker:
     """ICG for embedding conditions: ``randn_like(emb) * emb.std()`` (the paper's generic choice)."""
 
-    def make(embedding: Tensor) -> Tensor:
-        return torch.randn_like(embedding) * embedding.float().std().to(embedding.dtype)
+    def make(embedding: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        noise = randn(tuple(embedding.shape), generator, embedding.device).to(embedding.dtype)
+        return noise * embedding.float().std().to(embedding.dtype)
 
     return make
 
@@ -60,8 +66,8 @@ def random_tokens(encode: Callable[[Tensor], Tensor], vocab_size: int, sequence_
     """
     allowed = torch.tensor([i for i in range(vocab_size) if i not in set(special_ids)])
 
-    def make(condition: Tensor) -> Tensor:
-        picks = torch.randint(0, len(allowed), (condition.shape[0], sequence_length))
+    def make(condition: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        picks = randint(len(allowed), (condition.shape[0], sequence_length), generator, torch.device("cpu"))
         with torch.no_grad():
             return encode(allowed[picks].to(condition.device)).to(condition.dtype)
 

@@ -14,6 +14,11 @@ which for a single term is the familiar ``D_g + w·(D_c − D_g)``: ``w = 1`` gi
 A term is active only inside its interval (in diffusion time ``t ∈ [0, 1]`` or in σ); its
 strength follows a constant or power schedule ``(w − 1)·t^p``. All active branches and the
 conditional one go through the model as one batch.
+
+ICG's and TSG's draws come from the wrapper's own generator (:attr:`GuidedDenoiser.generator`),
+seeded from ``seed`` at construction and again by :meth:`GuidedDenoiser.manual_seed`, which
+:func:`genlab.core.image_model.generate_images` calls with its sampling seed; so a seeded run
+gives the same images every time, whatever used torch's global RNG before.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from torch import Tensor, nn
 from genlab.errors import GenlabError
 from genlab.guidance import GUIDANCE_CHOICES
 from genlab.guidance.conditions import ConditionMaker, null_class, random_class
+from genlab.guidance.rng import call_maker, guidance_generator, guidance_seed
 from genlab.guidance.tsg import perturbed_time_embedding, time_embedding_modules
 
 METHODS = ("cfg", "icg", "tsg")
@@ -99,13 +105,16 @@ class GuidedDenoiser(nn.Module):
         null_condition: CFG's maker (see :mod:`.conditions`); needed for ``cfg`` terms.
         independent_condition: ICG's maker; needed for ``icg`` terms.
         num_classes: if given, real class ids must lie in ``[0, num_classes)``.
+        seed: seeds :attr:`generator`, the RNG of ICG's conditions and TSG's noise (see
+            :meth:`manual_seed`); makers that take ``generator=`` are called with it.
     """
 
     def __init__(self, denoiser: nn.Module, terms: list[GuidanceTerm], condition_key: str = "class_labels",
                  null_condition: ConditionMaker | None = None, independent_condition: ConditionMaker | None = None,
-                 num_classes: int | None = None):
+                 num_classes: int | None = None, seed: int = 0):
         super().__init__()
         self.denoiser, self.terms, self.condition_key = denoiser, list(terms), condition_key
+        self.generator = guidance_generator(seed)
         self.makers = {"cfg": null_condition, "icg": independent_condition}
         self.num_classes = num_classes
         for term in self.terms:
@@ -118,6 +127,12 @@ class GuidedDenoiser(nn.Module):
         }
         self.sigma_min = getattr(denoiser, "sigma_min", None)
         self.sigma_max = getattr(denoiser, "sigma_max", None)
+
+    def manual_seed(self, seed: int) -> GuidedDenoiser:
+        """Restart the guidance draws from ``seed`` (the sampling seed; mixed by
+        :func:`~genlab.guidance.rng.guidance_seed` so they differ from the initial noise)."""
+        self.generator.manual_seed(guidance_seed(seed))
+        return self
 
     def time_fraction(self, sigma: Tensor) -> Tensor:
         return self.denoiser.time_fraction(sigma)
@@ -143,7 +158,8 @@ class GuidedDenoiser(nn.Module):
         branches = [condition]
         for i in active:
             method = self.terms[i].method
-            branches.append(self.makers[method](condition) if method in self.makers else condition)
+            branches.append(call_maker(self.makers[method], condition, self.generator)
+                            if method in self.makers else condition)
         batch, count = x.shape[0], len(branches)
         call = {k: _repeat(v, count) for k, v in cond.items() if k != self.condition_key}
         if condition is not None:
@@ -152,7 +168,8 @@ class GuidedDenoiser(nn.Module):
             for branch, i in enumerate(active, start=1):
                 if self.terms[i].method == "tsg":
                     rows = slice(branch * batch, (branch + 1) * batch)
-                    hooks.enter_context(perturbed_time_embedding(self.tsg_modules[i], rows, self.terms[i].tsg_noise(t)))
+                    hooks.enter_context(perturbed_time_embedding(self.tsg_modules[i], rows, self.terms[i].tsg_noise(t),
+                                                                 self.generator))
             outputs = self.denoiser(_repeat(x, count), _repeat(sigma, count), **call).chunk(count)
         guided = outputs[0]
         for i, output in zip(active, outputs[1:], strict=True):
@@ -167,11 +184,12 @@ def _repeat(value, count: int):
 
 
 def guide_class_model(denoiser: nn.Module, num_classes: int, terms: list[GuidanceTerm],
-                      null_id: int | None = None) -> GuidedDenoiser:
+                      null_id: int | None = None, seed: int = 0) -> GuidedDenoiser:
     """Guidance for a class-conditional model (genlab's, or a diffusers DiT through the adapter).
 
     CFG's null label is ``null_id`` (default ``num_classes``, genlab's convention); ICG draws
     uniformly random classes. An unconditional model (``num_classes = 0``) accepts TSG only.
+    ICG's and TSG's draws start from ``seed`` (``generate_images`` reseeds them with its own seed).
     """
     needs_classes = sorted({t.method for t in terms if t.method in ("cfg", "icg")})
     if needs_classes and not num_classes:
@@ -181,16 +199,64 @@ def guide_class_model(denoiser: nn.Module, num_classes: int, terms: list[Guidanc
         denoiser, terms, "class_labels",
         null_condition=null_class(num_classes if null_id is None else null_id) if num_classes else None,
         independent_condition=random_class(num_classes) if num_classes else None,
-        num_classes=num_classes or None,
+        num_classes=num_classes or None, seed=seed,
     )
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def parse_guidance(name: str, scale: float, tsg_noise: float = 2.0, tsg_alpha: float = 1.0,
                    interval: tuple[float, float] = (0.0, 1.0)) -> list[GuidanceTerm]:
-    """Terms for a CLI choice such as ``"icg+tsg"`` (every term gets ``scale`` and ``interval`` in t)."""
+    """Terms for a CLI choice such as ``"icg+tsg"`` (every term gets ``scale`` and ``interval`` in t).
+
+    Raises GenlabError for settings under which guidance would be meaningless or silently never
+    act: a window ``interval = (t_min, t_max)`` outside ``0 <= t_min <= t_max <= 1`` (t is diffusion
+    time: 0 = data, 1 = noise), a non-finite or negative ``scale`` (w < 1 is allowed: it guides
+    towards the guidance branch), a negative or non-finite TSG noise ``s`` (``tsg_noise``, in units
+    of the time embedding's std) or exponent ``α`` (``tsg_alpha``, noise ``s·t^α``), and
+    ``tsg_noise = 0`` when TSG is chosen (no perturbation: TSG would change nothing).
+    """
     if name not in GUIDANCE_CHOICES:
         raise GenlabError(f"--guidance must be one of {', '.join(GUIDANCE_CHOICES)}, got {name!r}")
+    if not (_number(scale) and math.isfinite(scale) and scale >= 0):
+        raise GenlabError(f"guidance scale must be a finite number >= 0 (1 = no guidance), got {scale!r}")
+    for what, value in (("TSG noise s (--tsg-noise)", tsg_noise), ("TSG exponent alpha (--tsg-alpha)", tsg_alpha)):
+        if not (_number(value) and math.isfinite(value) and value >= 0):
+            raise GenlabError(f"{what} must be a finite number >= 0, got {value!r}")
+    try:
+        low, high = interval
+    except (TypeError, ValueError):
+        raise GenlabError(f"guidance window must be a pair (t_min, t_max), got {interval!r}") from None
+    if not (_number(low) and _number(high) and 0 <= low <= high <= 1):
+        raise GenlabError(
+            f"guidance window t_min={low!r}, t_max={high!r} (--guidance-t-min/--guidance-t-max) must satisfy "
+            "0 <= t_min <= t_max <= 1 (t is diffusion time in [0, 1], 1 = noise); otherwise guidance never acts")
     if name == "none":
         return []
-    return [GuidanceTerm(method, scale, interval, noise_scale=tsg_noise, noise_exponent=tsg_alpha)
-            for method in name.split("+")]
+    methods = name.split("+")
+    if "tsg" in methods and tsg_noise == 0:
+        raise GenlabError("TSG noise s (--tsg-noise) is 0: TSG would not perturb anything and so never guide; "
+                          "use s > 0 (e.g. 2)")
+    return [GuidanceTerm(method, float(scale), (float(low), float(high)), noise_scale=float(tsg_noise),
+                         noise_exponent=float(tsg_alpha)) for method in methods]
+
+
+def cfg_warning(guidance: str, info: dict) -> str | None:
+    """The one-line warning (``genlab: warning: ...``) for CFG on a model without label dropout, else None.
+
+    CFG's guidance branch is the null label, which a model learns only if trained with label dropout
+    (``label_dropout`` in its ``genlab.json``); with ``label_dropout = 0`` the null label's embedding
+    is untrained and CFG extrapolates away from an arbitrary prediction. Models saved before genlab
+    recorded ``label_dropout`` lack the key: their dropout is reported as unknown.
+    """
+    if "cfg" not in guidance.split("+") or not info.get("num_classes"):
+        return None
+    dropout = info.get("label_dropout")
+    if _number(dropout) and dropout > 0:
+        return None
+    known = "0" if _number(dropout) else "unknown (not recorded in its genlab.json)"
+    return (f"genlab: warning: CFG needs a model trained with label dropout (its null label is otherwise never "
+            f"learned), but this model's label dropout is {known}; expect poor samples, or retrain with "
+            "--label-dropout 0.1, or use --guidance icg or tsg (no dropout needed)")

@@ -27,6 +27,13 @@ prediction is ``D_c + Σ (w − 1)·(D_c − D_g)``, i.e. CFG's ``D_g + w·(D_c 
 * :class:`ICGTSGGuidance`: both terms at once (batches ``pred_icg`` and ``pred_tsg``), since a
   modular pipeline runs one guider.
 
+Random draws (ICG's independent conditions, TSG's embedding noise) come from a CPU generator that
+each guider holds, seeded from its ``seed`` setting (default 0) and seeded again at step 0 of every
+run (``set_state(step=0, ...)``), so the same pipeline call with the same pipeline ``generator``
+gives the same images however often it runs and whatever used torch's global RNG before; use
+``guider.new(seed=...)`` for other guidance draws. A user's ``independent_condition`` that takes
+``generator=`` is given this generator.
+
 They are ``BaseGuidance`` subclasses with ``register_to_config``, so ``save_pretrained`` /
 ``from_pretrained`` / ``new`` work as for diffusers' guiders (ICG's maker is a Python callable
 and is not saved; ``new`` carries it over). In a modular pipeline::
@@ -51,6 +58,7 @@ from torch import Tensor, nn
 
 from genlab.errors import GenlabError
 from genlab.guidance.conditions import ConditionMaker, gaussian_embedding
+from genlab.guidance.rng import call_maker, guidance_generator, guidance_seed
 from genlab.guidance.tsg import perturbed_time_embedding, time_embedding_modules
 
 if TYPE_CHECKING:
@@ -138,6 +146,21 @@ class _GenlabGuidance(BaseGuidance, ABC):
     _independent_prediction: str | None = None
     _perturbed_prediction: str | None = None
     _hooks: ExitStack | None = None
+    _generator: torch.Generator | None = None
+
+    def _seed_draws(self, seed: int) -> None:
+        """Check ``seed`` and (re)start the guider's generator from it."""
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise GenlabError(f"{type(self).__name__} seed must be an integer >= 0, got {seed!r}")
+        self.seed = seed
+        self._generator = guidance_generator(seed)
+
+    @property
+    def generator(self) -> torch.Generator:
+        """The RNG of this guider's draws (seeded from ``seed``; again at step 0 of every run)."""
+        if self._generator is None:
+            self._generator = guidance_generator(getattr(self, "seed", 0))
+        return self._generator
 
     @abstractmethod
     def _active_predictions(self) -> list[str]:
@@ -168,8 +191,13 @@ class _GenlabGuidance(BaseGuidance, ABC):
         return self.prepare_inputs(_pairs_of(data, input_fields))
 
     def set_state(self, step: int, num_inference_steps: int, timestep: Tensor) -> None:
-        """Start a step (removing hooks left by a step that failed between prepare and cleanup)."""
+        """Start a step (removing hooks left by a step that failed between prepare and cleanup).
+
+        Step 0 starts a run: the generator is seeded again from ``seed``, so every run draws alike.
+        """
         self._remove_hooks()
+        if step == 0:
+            self.generator.manual_seed(guidance_seed(getattr(self, "seed", 0)))
         super().set_state(step, num_inference_steps, timestep)
 
     def prepare_models(self, denoiser: nn.Module) -> None:
@@ -235,13 +263,13 @@ class _IndependentCondition:
             raise GenlabError(f"ICGGuidance: input {key!r} is a {type(condition).__name__}, not a tensor, so it "
                               "cannot be redrawn; leave it out of condition_fields")
         if self.independent_condition is not None:
-            return self.independent_condition(condition)
+            return call_maker(self.independent_condition, condition, self.generator)
         if not condition.is_floating_point():
             raise GenlabError(
                 f"ICGGuidance: input {key!r} holds integer ids, which the default Gaussian condition cannot "
                 "replace; pass independent_condition (e.g. genlab.guidance.random_class(num_classes))"
             )
-        return gaussian_embedding()(condition)
+        return gaussian_embedding()(condition, generator=self.generator)
 
 
 class _TimeStepNoise:
@@ -255,7 +283,7 @@ class _TimeStepNoise:
         """Hook the time embedding(s) of ``denoiser`` until ``_remove_hooks``."""
         modules = time_embedding_modules(denoiser, self.first_blocks, self.time_embedding)
         self._hooks = ExitStack()
-        self._hooks.enter_context(perturbed_time_embedding(modules, slice(None), self._noise_level()))
+        self._hooks.enter_context(perturbed_time_embedding(modules, slice(None), self._noise_level(), self.generator))
 
     def _noise_level(self) -> Tensor:
         """``s·t^α`` for the current step, shape ``[1]``."""
@@ -294,6 +322,7 @@ class ICGGuidance(_IndependentCondition, _GenlabGuidance):
             ``randn_like(emb)·emb.std()``); integer fields such as class ids need one, e.g.
             :func:`genlab.guidance.random_class`, and for text :func:`genlab.guidance.random_tokens`.
             Not part of the saved config.
+        seed: seed of the independent conditions' generator (seeded again at step 0 of every run).
     """
 
     _independent_prediction = "pred_uncond"
@@ -302,8 +331,9 @@ class ICGGuidance(_IndependentCondition, _GenlabGuidance):
     def __init__(self, guidance_scale: float = 7.5, condition_fields: tuple[str, ...] = CONDITION_FIELDS,
                  guidance_rescale: float = 0.0, use_original_formulation: bool = False,
                  start: float = 0.0, stop: float = 1.0, enabled: bool = True,
-                 independent_condition: ConditionMaker | None = None):
+                 independent_condition: ConditionMaker | None = None, seed: int = 0):
         super().__init__(start, stop, enabled)
+        self._seed_draws(seed)
         self.guidance_scale = guidance_scale
         self.condition_fields = tuple(condition_fields)
         self.guidance_rescale = guidance_rescale
@@ -324,7 +354,7 @@ class TSGGuidance(_TimeStepNoise, _GenlabGuidance):
 
     Reference: Sadat et al. (2024), as :class:`ICGGuidance`. Both batches use the conditional
     inputs; in the second one the model's time-step embedding ``e`` becomes
-    ``e + s·t^α·n·std(e)`` (``n ~ N(0, I)``, fresh each call, ``t = timestep /
+    ``e + s·t^α·n·std(e)`` (``n ~ N(0, I)``, fresh each call from the guider's generator, ``t = timestep /
     num_train_timesteps`` clamped to [0, 1], and 1 before any ``set_state``).
 
     Protocol mapping: ``num_conditions`` is 2 while TSG is enabled (step in ``[start, stop)``,
@@ -352,6 +382,7 @@ class TSGGuidance(_TimeStepNoise, _GenlabGuidance):
         time_embedding: dotted name of the denoiser's module whose output is the time-step
             embedding (e.g. ``"time_text_embed.timestep_embedder"``), for models genlab does not
             find on its own; None searches the known names.
+        seed: seed of the embedding noise's generator (seeded again at step 0 of every run).
     """
 
     _perturbed_prediction = "pred_uncond"
@@ -360,9 +391,11 @@ class TSGGuidance(_TimeStepNoise, _GenlabGuidance):
     def __init__(self, guidance_scale: float = 3.0, noise_scale: float = 1.0, noise_exponent: float = 0.0,
                  start: float = 0.0, stop: float = 1.0, first_blocks: int | None = None,
                  num_train_timesteps: int = 1000, guidance_rescale: float = 0.0,
-                 use_original_formulation: bool = False, enabled: bool = True, time_embedding: str | None = None):
+                 use_original_formulation: bool = False, enabled: bool = True, time_embedding: str | None = None,
+                 seed: int = 0):
         super().__init__(start, stop, enabled)
         _check_tsg_settings("TSGGuidance", noise_scale, noise_exponent, num_train_timesteps)
+        self._seed_draws(seed)
         self.guidance_scale = guidance_scale
         self.noise_scale = noise_scale
         self.noise_exponent = noise_exponent
@@ -398,7 +431,7 @@ class ICGTSGGuidance(_IndependentCondition, _TimeStepNoise, _GenlabGuidance):
     ``noise_scale`` is 0, both outside ``[start, stop)`` or when disabled. Batches, in order:
     ``pred_cond``, ``pred_icg``, ``pred_tsg``; the other settings mean what they mean for
     :class:`ICGGuidance` and :class:`TSGGuidance` (``use_original_formulation`` makes each weight
-    ``w`` instead of ``w − 1``).
+    ``w`` instead of ``w − 1``; ``seed`` seeds the one generator that both terms draw from).
     """
 
     _input_predictions = ["pred_cond", "pred_icg", "pred_tsg"]
@@ -411,9 +444,10 @@ class ICGTSGGuidance(_IndependentCondition, _TimeStepNoise, _GenlabGuidance):
                  first_blocks: int | None = None, num_train_timesteps: int = 1000, guidance_rescale: float = 0.0,
                  use_original_formulation: bool = False, start: float = 0.0, stop: float = 1.0,
                  enabled: bool = True, time_embedding: str | None = None,
-                 independent_condition: ConditionMaker | None = None):
+                 independent_condition: ConditionMaker | None = None, seed: int = 0):
         super().__init__(start, stop, enabled)
         _check_tsg_settings("ICGTSGGuidance", noise_scale, noise_exponent, num_train_timesteps)
+        self._seed_draws(seed)
         self.icg_scale = icg_scale
         self.tsg_scale = tsg_scale
         self.noise_scale = noise_scale

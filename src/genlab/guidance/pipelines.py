@@ -19,8 +19,10 @@ Conditions:
 
 TSG perturbs the UNet's ``time_embedding`` or each DiT block's ``norm1.emb.timestep_embedder``
 (see :func:`~genlab.guidance.time_embedding_modules`); the hooks exist only during each call.
-The initial noise comes from ``generator``; ICG's and TSG's fresh draws use torch's global RNG,
-so seed it (``torch.manual_seed``) for reproducible guided samples.
+The initial noise comes from ``generator``; ICG's and TSG's fresh draws come from a generator
+seeded by a number drawn from ``generator`` right after the noise, so one seeded ``generator``
+makes the whole guided sample reproducible (without ``generator``, that number comes from
+torch's global RNG, as the noise does).
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ def guided_pipeline_sample(
         sampler: ``"heun"`` or ``"euler"``.
         height, width: image size in pixels (default: the model's native size).
         icg_condition: Stable Diffusion's ICG condition, ``"tokens"`` (default) or ``"gaussian"``.
-        generator: RNG for the initial noise.
+        generator: RNG for the initial noise and the seed of the guidance draws (ICG, TSG).
         output_type: ``"pt"`` for images, ``"latent"`` for the sampled latents.
 
     Returns:
@@ -229,7 +231,17 @@ def _sample_latents(plan: _Plan, steps: int, sampler: str, generator: torch.Gene
     """Run genlab's sampler from Gaussian noise; returns latents shaped ``plan.latent_shape``."""
     sigmas = karras_sigmas(steps, plan.denoiser.sigma_min, plan.denoiser.sigma_max)
     noise = randn_tensor(plan.latent_shape, generator=generator, device=device, dtype=torch.float32)
+    plan.denoiser.manual_seed(_draw_seed(generator))
     return sample(plan.denoiser, noise, sigmas, method=sampler, **plan.condition)
+
+
+def _draw_seed(generator: torch.Generator | list[torch.Generator] | None) -> int:
+    """A seed for the guidance draws, drawn from ``generator`` (the first, if a list; on its device)
+    or from torch's global RNG."""
+    if isinstance(generator, list):
+        generator = generator[0] if generator else None
+    where = generator.device if generator is not None else torch.device("cpu")
+    return int(torch.randint(0, 2**62, (1,), generator=generator, device=where))
 
 
 def _decode(vae: AutoencoderKL, latents: Tensor) -> Tensor:

@@ -1,10 +1,10 @@
 """Time-step guidance (TSG) machinery: find a model's time-embedding modules and perturb them.
 
 TSG replaces the guidance branch's time-step embedding by ``t_emb + s·t^α·n·std(t_emb)``
-(``n ~ N(0, I)``, fresh at every call). It is implemented as a forward hook on the model's
-time-embedding module(s), so it works on any model that has one, and only rows of the batch
-that belong to the TSG branch are perturbed, so the conditional and guidance outputs come from
-one batched call.
+(``n ~ N(0, I)``, fresh at every call, drawn from the caller's generator). It is implemented
+as a forward hook on the model's time-embedding module(s), so it works on any model that has
+one, and only rows of the batch that belong to the TSG branch are perturbed, so the conditional
+and guidance outputs come from one batched call.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from genlab.errors import GenlabError
+from genlab.guidance.rng import randn
 
 # Dotted paths of a time-step embedding shared by all blocks, tried in order (the first present wins).
 # Deeper paths come first where a shallower one returns more than the embedding (AdaLayerNormSingle).
@@ -102,13 +103,16 @@ def _shared(net: nn.Module, name: str, module: nn.Module, first_blocks: int | No
 
 
 @contextmanager
-def perturbed_time_embedding(modules: list[nn.Module], rows: slice, noise_scale: Tensor) -> Iterator[None]:
+def perturbed_time_embedding(modules: list[nn.Module], rows: slice, noise_scale: Tensor,
+                             generator: torch.Generator | None = None) -> Iterator[None]:
     """While active, add ``noise_scale[row] · n · std(emb[row])`` to ``emb[rows]`` of each module's output.
 
     Args:
         modules: time-embedding modules (see :func:`time_embedding_modules`).
         rows: the batch rows of the TSG branch.
         noise_scale: ``s·t^α`` per row of that branch, shape ``[rows]``.
+        generator: the RNG of the noise ``n`` (drawn on its device, then moved to the embedding's);
+            None uses torch's global RNG.
 
     The hooks are removed on exit, even after an error, so the model is left unchanged.
     """
@@ -120,7 +124,7 @@ def perturbed_time_embedding(modules: list[nn.Module], rows: slice, noise_scale:
         branch = output[rows]
         spread = branch.float().std(dim=-1, keepdim=True)
         scale = noise_scale.to(output.device).reshape(-1, *([1] * (branch.dim() - 1)))
-        noise = torch.randn_like(branch, dtype=torch.float32)
+        noise = randn(tuple(branch.shape), generator, branch.device)
         perturbed = output.clone()
         perturbed[rows] = (branch.float() + scale * spread * noise).to(output.dtype)
         return perturbed
