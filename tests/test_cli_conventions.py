@@ -133,4 +133,5 @@ def test_old_spelling_reaches_the_command(run_cli):
     assert code == 2
     assert err.splitlines() == [
         "genlab: warning: --workers is deprecated and goes away in the next release; use --num-workers",
-        "genlab: error: --num-workers must be >= 1, got 0"]
+        "genlab: error: Invalid value for '--num-workers': must be >= 1, got 0 "
+        "(see 'genlab reproduce worldmodel --help')"]

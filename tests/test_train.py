@@ -54,7 +54,7 @@ def test_training_changes_weights_and_lowers_loss(tmp_path):
 
 def test_existing_run_needs_resume_and_resume_needs_same_settings(tmp_path):
     train_image_model(tiny_config(tmp_path, steps=2, checkpoint_every=2))
-    with pytest.raises(GenlabError, match="already has checkpoints"):
+    with pytest.raises(GenlabError, match=r"already holds a run \(config.json, .*checkpoints/\); pass --resume"):
         train_image_model(tiny_config(tmp_path, steps=4))
     with pytest.raises(GenlabError, match="lr"):
         train_image_model(tiny_config(tmp_path, steps=4, lr=0.5, resume=True))

@@ -1,14 +1,46 @@
-"""A run's ``log.jsonl`` (one JSON object per logged step) and its loss-curve figure."""
+"""A run's ``log.jsonl`` (one JSON object per logged step) and its loss-curve figure.
+
+Writes that fail (a full disk) raise :class:`GenlabError` naming the file; the log is rewritten and
+the figure replaced through a temporary file, so a kill or a failed write never leaves them torn.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import matplotlib
 
+from genlab.errors import GenlabError
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _write_failed(path: Path, error: OSError) -> GenlabError:
+    return GenlabError(f"cannot write {path} ({error.strerror or error})")
+
+
+def _replace_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file beside it and an atomic replace."""
+    path = Path(path)
+    temporary = None
+    try:
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
+                                         delete=False) as handle:
+            temporary = handle.name
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException as error:
+        if temporary is not None and os.path.exists(temporary):
+            os.unlink(temporary)
+        if isinstance(error, OSError):
+            raise _write_failed(path, error) from error
+        raise
 
 
 def read_log(path: Path) -> list[dict]:
@@ -23,36 +55,53 @@ def read_log(path: Path) -> list[dict]:
     return records
 
 
+def reset_log(path: Path) -> None:
+    """Start an empty log at ``path`` (replacing any old one)."""
+    _replace_text(path, "")
+
+
 def truncate_log(path: Path, last_step: int) -> None:
     """Drop records after ``last_step`` (used when resuming from an earlier checkpoint)."""
-    kept = [r for r in read_log(path) if r.get("step", 0) <= last_step]
-    Path(path).write_text("".join(json.dumps(r) + "\n" for r in kept))
+    kept = [r for r in read_log(path) if isinstance(r, dict) and r.get("step", 0) <= last_step]
+    _replace_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def append_log(path: Path, record: dict) -> None:
     """Append one record as a line of JSON."""
-    with open(path, "a") as handle:
-        handle.write(json.dumps(record) + "\n")
+    try:
+        with open(path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+    except OSError as error:
+        raise _write_failed(Path(path), error) from error
 
 
 def plot_curve(log_path: Path, png_path: Path, x: str, y: str, title: str, log_y: bool = False,
                x_label: str | None = None, y_label: str | None = None) -> Path:
     """Plot field ``y`` against field ``x`` of a ``log.jsonl`` into ``png_path`` (log-scaled y if asked
     and every value is positive)."""
-    records = [r for r in read_log(log_path) if x in r and y in r]
+    png_path = Path(png_path)
+    records = [r for r in read_log(log_path) if isinstance(r, dict) and x in r and y in r]
     figure, axis = plt.subplots(figsize=(5, 3.2), dpi=110)
-    if records:
-        axis.plot([r[x] for r in records], [r[y] for r in records], lw=1.2)
-        if log_y and all(r[y] > 0 for r in records):
-            axis.set_yscale("log")
-    axis.set_xlabel(x_label or x)
-    axis.set_ylabel(y_label or y)
-    axis.set_title(title)
-    axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(png_path)
-    plt.close(figure)
-    return Path(png_path)
+    temporary = png_path.with_name(f".{png_path.stem}.tmp{png_path.suffix}")
+    try:
+        if records:
+            axis.plot([r[x] for r in records], [r[y] for r in records], lw=1.2)
+            if log_y and all(r[y] > 0 for r in records):
+                axis.set_yscale("log")
+        axis.set_xlabel(x_label or x)
+        axis.set_ylabel(y_label or y)
+        axis.set_title(title)
+        axis.grid(alpha=0.3)
+        figure.tight_layout()
+        figure.savefig(temporary)
+        os.replace(temporary, png_path)
+    except OSError as error:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise _write_failed(png_path, error) from error
+    finally:
+        plt.close(figure)
+    return png_path
 
 
 def plot_loss_curve(log_path: Path, png_path: Path, title: str = "training loss") -> Path:

@@ -19,9 +19,11 @@ normalise per share).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
+import shutil
 import signal
 import tempfile
 import time
@@ -38,15 +40,22 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from genlab.core.checkpoint import (
+    LATEST,
+    STEP_NAME,
+    TRASH_PREFIX,
+    discard,
     flatten_optimizer_state,
     latest_checkpoint,
     load_checkpoint,
+    os_reason,
+    require_parts,
     save_checkpoint,
     unflatten_optimizer_state,
     write_json_atomic,
 )
 from genlab.core.config import LoopConfig
-from genlab.core.runlog import append_log, plot_loss_curve, truncate_log
+from genlab.core.paths import same_path
+from genlab.core.runlog import append_log, plot_loss_curve, reset_log, truncate_log
 from genlab.errors import GenlabError
 
 LossFn = Callable[[nn.Module, tuple], torch.Tensor]
@@ -58,6 +67,11 @@ def main_process_first():
     # the processes as the Trainer's Accelerator sees them: plain PartialState() would see none on a
     # CPU-only machine and make every process a lone main one
     return PartialState(cpu=not torch.cuda.is_available()).main_process_first()
+
+
+def wait_for_every_process() -> None:
+    """Wait until every process of this run gets here (a no-op in a single process)."""
+    PartialState(cpu=not torch.cuda.is_available()).wait_for_everyone()
 
 
 def make_accelerator(mixed_precision: str = "no") -> Accelerator:
@@ -79,14 +93,72 @@ def unwrap(model: nn.Module) -> nn.Module:
     return extract_model_from_parallel(model)
 
 
+RUN_FILES = ("config.json", "log.jsonl", "loss.png", "model")  # besides checkpoints/ with checkpoints in it
+REPLACED_ON_OVERWRITE = ("checkpoints", "model", "loss.png")  # config.json and log.jsonl are rewritten
+
+
+def run_contents(run_dir: Path) -> list[str]:
+    """What of a run ``run_dir`` already holds: the names of :data:`RUN_FILES` present (folders with a
+    trailing ``/``) and ``checkpoints/`` if that holds any checkpoint (or a ``latest`` pointer)."""
+    run_dir = Path(run_dir)
+    found = [name + "/" * (run_dir / name).is_dir() for name in RUN_FILES if os.path.lexists(run_dir / name)]
+    checkpoints = run_dir / "checkpoints"
+    try:
+        if checkpoints.is_dir() and any(STEP_NAME.fullmatch(p.name) or p.name == LATEST
+                                        for p in checkpoints.iterdir()):
+            found.append("checkpoints/")
+    except OSError:
+        found.append("checkpoints/")
+    return found
+
+
+def _same_setting(saved, current) -> bool:
+    """Whether a saved config value and the current one agree: equal, or two texts naming the same existing
+    file or folder (a relative and an absolute ``--data``)."""
+    if saved == current:
+        return True
+    if isinstance(saved, str) and isinstance(current, str) and saved and current:
+        try:
+            return os.path.exists(saved) and os.path.exists(current) and same_path(saved, current)
+        except (OSError, ValueError, RuntimeError):
+            return False
+    return False
+
+
+def _replace_previous_run(run_dir: Path) -> None:
+    """Remove the files of the run that ``--overwrite`` replaces (so no later ``--resume`` finds its
+    checkpoints, nor anyone its model), each renamed away first so that a kill leaves none half-deleted."""
+    for name in REPLACED_ON_OVERWRITE:  # what an overwrite that was killed left renamed away
+        for leftover in run_dir.glob(f"{TRASH_PREFIX}{name}-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+    for name in REPLACED_ON_OVERWRITE:
+        path = run_dir / name
+        if not os.path.lexists(path):
+            continue
+        try:
+            if path.is_dir() and not path.is_symlink():
+                discard(path)
+                if path.exists():
+                    raise OSError(f"{path} could not be moved away")
+            else:
+                path.unlink()
+        except OSError as error:
+            raise GenlabError(f"--overwrite: cannot remove {path} of the previous run ({os_reason(error)})") from error
+
+
 def open_run_dir(run_dir: Path, resume: bool, run_config: dict, resumable_fields: tuple[str, ...],
-                 write: bool = True) -> tuple[dict, dict, Path] | None:
+                 write: bool = True, overwrite: bool = False,
+                 barrier: Callable[[], object] | None = wait_for_every_process) -> tuple[dict, dict, Path] | None:
     """Start or continue a run in ``run_dir`` (``config.json``, ``checkpoints/``, ``log.jsonl``).
 
-    A fresh run refuses a folder that already has checkpoints, writes ``config.json`` and an empty
-    log, and returns None. A resumed run loads the latest checkpoint, refuses settings that differ
-    from its saved config (except ``resumable_fields``), drops log records after it and returns
-    ``(tensors, state, checkpoint folder)``. ``write=False`` (non-main processes) writes nothing.
+    A fresh run refuses a folder that already holds a run (:func:`run_contents`) unless ``overwrite``, which
+    first removes that run's checkpoints, model and loss curve; it writes ``config.json`` and an empty log
+    and returns None. A resumed run (``overwrite`` is then ignored) loads the latest checkpoint, refuses
+    settings that differ from its saved config (except ``resumable_fields``; texts naming the same existing
+    path agree), drops log records after it and returns ``(tensors, state, checkpoint folder)``.
+    ``write=False`` (non-main processes, or a check before other work) writes nothing. ``barrier`` is called
+    between the checks and the writes on every process (by default :func:`wait_for_every_process`), so that
+    no process checks a folder that the main one has already started writing.
     """
     run_dir = Path(run_dir)
     try:
@@ -94,23 +166,33 @@ def open_run_dir(run_dir: Path, resume: bool, run_config: dict, resumable_fields
         tempfile.TemporaryFile(dir=run_dir).close()
     except OSError as error:
         raise GenlabError(f"run folder {run_dir} is not writable ({error.strerror})") from error
-    checkpoint = latest_checkpoint(run_dir / "checkpoints")
     if not resume:
-        if checkpoint is not None:
-            raise GenlabError(f"run folder {run_dir} already has checkpoints; pass --resume to continue it "
-                              "or choose another --run-dir")
+        found = run_contents(run_dir)
+        if found and not overwrite:
+            raise GenlabError(f"run folder {run_dir} already holds a run ({', '.join(found)}); pass --resume to "
+                              "continue it, --overwrite to replace it, or choose another --run-dir")
+        if barrier is not None:
+            barrier()
         if write:
+            if found:
+                _replace_previous_run(run_dir)
             write_json_atomic(run_dir / "config.json", run_config)
-            (run_dir / "log.jsonl").write_text("")
+            reset_log(run_dir / "log.jsonl")
         return None
+    checkpoint = latest_checkpoint(run_dir / "checkpoints")
     if checkpoint is None:
         raise GenlabError(f"--resume: no checkpoint found in {run_dir / 'checkpoints'}")
     tensors, state = load_checkpoint(checkpoint)
     saved = state.get("config", {})
-    changed = [k for k, v in run_config.items() if k not in resumable_fields and k in saved and saved[k] != v]
+    if not isinstance(saved, dict):
+        raise GenlabError(f"{checkpoint / 'state.json'} is corrupt: 'config' should be a JSON object")
+    changed = [k for k, v in run_config.items()
+               if k not in resumable_fields and k in saved and not _same_setting(saved[k], v)]
     if changed:
         details = ", ".join(f"{k}: {saved[k]!r} -> {run_config[k]!r}" for k in changed)
         raise GenlabError(f"--resume with settings that differ from the checkpoint ({details})")
+    if barrier is not None:
+        barrier()
     if write:
         truncate_log(run_dir / "log.jsonl", state["step"])
         write_json_atomic(run_dir / "config.json", run_config)
@@ -192,10 +274,17 @@ class TrainResult:
 
 
 class _StopFlag:
-    """Turns SIGINT/SIGTERM into a flag checked between steps (a second Ctrl-C aborts)."""
+    """Turns SIGINT/SIGTERM into a flag checked between steps (a second Ctrl-C aborts).
+
+    Inside :meth:`shielded` (a checkpoint being saved) a second Ctrl-C does not abort: it is noted in
+    :attr:`deferred` and the save completes, after which the run stops as interrupted (the flag is set), so
+    that impatience never leaves a run without its checkpoint.
+    """
 
     def __init__(self):
         self.signal_name: str | None = None
+        self.deferred = False
+        self._shielded = False
         self._previous: dict[int, object] = {}
 
     def __enter__(self):
@@ -208,8 +297,20 @@ class _StopFlag:
 
     def _handle(self, signum, frame):
         if self.signal_name is not None and signum == signal.SIGINT:
+            if self._shielded:
+                self.deferred = True
+                return
             raise KeyboardInterrupt
         self.signal_name = signal.Signals(signum).name
+
+    @contextlib.contextmanager
+    def shielded(self):
+        """A block (the save of a checkpoint) that a second Ctrl-C does not interrupt."""
+        outer, self._shielded = self._shielded, True
+        try:
+            yield self
+        finally:
+            self._shielded = outer
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
@@ -233,8 +334,8 @@ class Trainer:
             resume (only the fields in ``RESUMABLE_FIELDS`` may change).
     """
 
-    RESUMABLE_FIELDS = ("steps", "resume", "checkpoint_every", "log_every", "keep_checkpoints", "progress",
-                        "num_workers", "run_dir")
+    RESUMABLE_FIELDS = ("steps", "resume", "overwrite", "checkpoint_every", "log_every", "keep_checkpoints",
+                        "progress", "num_workers", "run_dir")
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, dataset: Dataset, run_dir: Path | str,
                  config: LoopConfig, run_config: dict | None = None):
@@ -251,16 +352,25 @@ class Trainer:
     def _prepare_run_dir(self, resume: bool) -> int:
         """Create the run folder; return the step to start from (loading state on resume)."""
         loaded = open_run_dir(self.run_dir, resume, self.run_config, self.RESUMABLE_FIELDS,
-                              write=self.accelerator.is_main_process)
+                              write=self.accelerator.is_main_process, overwrite=self.config.overwrite,
+                              barrier=self.accelerator.wait_for_everyone)
         if loaded is None:
             return 0
         tensors, state, checkpoint = loaded
+        # without the optimiser's moments (or the EMA) the run would go on, but not as it would have
+        require_parts(checkpoint, tensors, state, files=("model", "ema", "optimizer"), fields=("optimizer",))
         try:
             self.model.load_state_dict(tensors["model"])
-            self.ema.shadow = dict(tensors["ema"])
-            self.optimizer.load_state_dict(unflatten_optimizer_state(tensors.get("optimizer", {}), state["optimizer"]))
-        except (KeyError, RuntimeError) as error:
-            raise GenlabError(f"checkpoint {checkpoint} does not match this model ({error})") from error
+            ema = dict(tensors["ema"])
+            wrong = sorted(set(ema) ^ set(self.ema.shadow))
+            wrong += [k for k in self.ema.shadow if k in ema and ema[k].shape != self.ema.shadow[k].shape]
+            if wrong:
+                raise ValueError(f"EMA weights {wrong[:3]} do not fit")
+            self.ema.shadow = {k: v.float() for k, v in ema.items()}
+            self.optimizer.load_state_dict(unflatten_optimizer_state(tensors["optimizer"], state["optimizer"]))
+        except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as error:
+            message = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise GenlabError(f"checkpoint {checkpoint} does not match this model ({message})") from error
         return int(state["step"])
 
     # -- the loop -------------------------------------------------------------------------------
@@ -291,15 +401,15 @@ class Trainer:
                     self._log(done, window, grad_norm, time.perf_counter() - started)
                     progress.set_postfix(loss=f"{sum(window) / len(window):.4f}")
                     window = []
-                if stop.signal_name is not None:
-                    self._save(done)
-                    progress.close()
-                    raise TrainingInterrupted(
-                        f"{stop.signal_name} at step {done}: checkpoint saved in {self.run_dir / 'checkpoints'}; "
-                        "continue with --resume"
-                    )
-                if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-                    self._save(done)
+                if stop.signal_name is not None or done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                    with stop.shielded():  # a second Ctrl-C waits for the checkpoint
+                        self._save(done)
+                    if stop.signal_name is not None:  # also when it came during the save
+                        progress.close()
+                        raise TrainingInterrupted(
+                            f"{stop.signal_name} at step {done}: checkpoint saved in "
+                            f"{self.run_dir / 'checkpoints'}; continue with --resume"
+                        )
         progress.close()
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:

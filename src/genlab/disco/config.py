@@ -49,4 +49,6 @@ class DisCoConfig(ImageModelConfig):
         """Loop settings of stage 2."""
         return LoopConfig(steps=self.prior_steps, batch_size=self.prior_batch_size, lr=self.prior_lr,
                           warmup_steps=min(100, self.prior_steps), checkpoint_every=self.prior_steps,
-                          log_every=min(50, self.prior_steps), seed=self.seed, progress=self.progress)
+                          log_every=min(50, self.prior_steps), seed=self.seed, progress=self.progress,
+                          # a resumed run whose prior had no checkpoint yet restarts that stage afresh
+                          overwrite=self.overwrite or self.resume)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import TensorDataset
 
-from genlab.core.checkpoint import latest_checkpoint
+from genlab.core.checkpoint import discard, latest_checkpoint
 from genlab.core.config import MODEL_SIZES
 from genlab.core.denoiser import EDMDenoiser
 from genlab.core.edm import EDMSchedule
@@ -74,6 +74,11 @@ def train_disco(config: DisCoConfig) -> DisCoDiff:
     run_dir = Path(config.run_dir)
     if config.resume and latest_checkpoint(run_dir / "stage1" / "checkpoints") is None:
         raise GenlabError(f"--resume: no stage-1 checkpoint in {run_dir / 'stage1'}")
+    if not config.resume and (run_dir / "model").exists():
+        if not config.overwrite:
+            raise GenlabError(f"run folder {run_dir} already holds a model/; pass --resume to continue its run, "
+                              "--overwrite to replace it, or choose another --run-dir")
+        discard(run_dir / "model")
     dataset = load_dataset(config.data, "train", config.resolution, config.seed)
     images, labels = dataset.images(), dataset.labels()
     model = build_disco(config, dataset.channels, dataset.resolution, dataset.num_classes)

@@ -87,7 +87,8 @@ def train_base_job(out: Path, preset: CameraPreset) -> dict:
     """The base video model (first frame in, no camera)."""
     config = VideoModelConfig(clips=preset.clips, frames=preset.frames, resolution=preset.resolution,
                               size=preset.size, steps=preset.base_steps, batch_size=preset.batch_size, lr=preset.lr,
-                              checkpoint_every=preset.base_steps, run_dir=str(out / "base"), progress=False)
+                              checkpoint_every=preset.base_steps, run_dir=str(out / "base"), progress=False,
+                              overwrite=True)  # a stage without its record starts afresh
 
     def compute() -> dict:
         result = train_video_model(config)
@@ -101,7 +102,8 @@ def train_camera_job(out: Path, preset: CameraPreset, variant: str) -> dict:
     config = CameraModelConfig(base=str(out / "base"), variant=variant, clips=preset.clips,
                                branch_hidden=preset.branch_hidden, branch_depth=preset.branch_depth,
                                steps=preset.camera_steps, batch_size=preset.batch_size, lr=preset.lr,
-                               checkpoint_every=preset.camera_steps, run_dir=str(out / variant), progress=False)
+                               checkpoint_every=preset.camera_steps, run_dir=str(out / variant), progress=False,
+                               overwrite=True)
 
     def compute() -> dict:
         result = train_camera_model(config)

@@ -90,14 +90,16 @@ PRESETS = {
 def _video_config(preset: EnhancePreset, folder: Path, **changes) -> VideoModelConfig:
     config = VideoModelConfig(clips=preset.clips, frames=preset.frames, resolution=preset.resolution, size="tiny",
                               data="mixed", first_frame=False, steps=preset.base_steps, batch_size=preset.batch_size,
-                              checkpoint_every=preset.base_steps, run_dir=str(folder), progress=False)
+                              checkpoint_every=preset.base_steps, run_dir=str(folder), progress=False,
+                              overwrite=True)  # a stage without its record starts afresh
     return replace(config, **changes)
 
 
 def _enhance_config(preset: EnhancePreset, out: Path, variant: str, name: str, **changes) -> EnhanceConfig:
     config = EnhanceConfig(base=str(out / "base"), variant=variant, clips=preset.clips, steps=preset.enhance_steps,
                            batch_size=preset.batch_size, branch_depth=preset.branch_depth,
-                           checkpoint_every=preset.enhance_steps, run_dir=str(out / name), progress=False)
+                           checkpoint_every=preset.enhance_steps, run_dir=str(out / name), progress=False,
+                           overwrite=True)
     return replace(config, **changes)
 
 

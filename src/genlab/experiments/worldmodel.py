@@ -127,7 +127,7 @@ def tokenizer_config(out: Path, preset: WorldModelPreset, kind: str) -> Tokenize
         context_grid=preset.context_grid, future_grid=preset.future_grid, channels=preset.channels,
         code_dim=preset.code_dim, num_codes=preset.codes, steps=preset.tokenizer_steps, batch_size=preset.batch_size,
         lr=1e-3, warmup_steps=20, ema_decay=0.99, checkpoint_every=preset.tokenizer_steps,
-        run_dir=str(out / f"tokenizer-{kind}"), progress=False)
+        run_dir=str(out / f"tokenizer-{kind}"), progress=False, overwrite=True)  # an unfinished stage starts afresh
 
 
 def train_tokenizer_job(out: Path, preset: WorldModelPreset, kind: str) -> str:
@@ -153,7 +153,7 @@ def train_transformer_job(out: Path, preset: WorldModelPreset, name: str) -> str
             layers=preset.layers, heads=preset.heads, steps=preset.transformer_steps,
             batch_size=preset.transformer_batch,
             lr=1e-3, warmup_steps=50, ema_decay=0.99, checkpoint_every=preset.transformer_steps,
-            run_dir=str(run_dir), progress=False))
+            run_dir=str(run_dir), progress=False, overwrite=True))
     return str(run_dir)
 
 

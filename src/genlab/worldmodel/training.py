@@ -12,15 +12,21 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
-from genlab.core.train import Trainer, TrainResult, main_process_first, unwrap
+from genlab.core.checkpoint import discard
+from genlab.core.paths import existing_dir
+from genlab.core.train import Trainer, TrainResult, main_process_first, open_run_dir, unwrap
 from genlab.errors import GenlabError
 from genlab.worldmodel.config import TokenizerConfig, TransformerConfig
 from genlab.worldmodel.dataset import read_shards
@@ -77,26 +83,110 @@ def tokenizer_loss(state_net: StateNet, weight: float):
 
 def load_or_train_state_net(episodes: dict[str, np.ndarray], folder: Path, steps: int, seed: int) -> StateNet:
     """The frozen perceptual net saved in ``folder``, trained and saved first if there is none (under
-    several processes by the main one, while the others wait to load it)."""
+    several processes by the main one, while the others wait to load it).
+
+    The net is written to a temporary folder and renamed into place, so a kill never leaves a half-saved
+    one; one that is corrupt anyway (or does not fit) is a GenlabError naming the folder.
+    """
+    folder = Path(folder)
     with main_process_first():
         if (folder / "config.json").exists():
-            return StateNet.from_pretrained(folder).eval().requires_grad_(False)
+            return load_state_net(folder)
         frames = frames_to_model(episodes["frames"].reshape(-1, *episodes["frames"].shape[2:]))
         net = train_state_net(frames, torch.from_numpy(episodes["states"].reshape(-1, 6)), steps=steps, seed=seed)
-        net.save_pretrained(folder)
+        _save_state_net(net, folder)
         return net
 
 
+def load_state_net(folder: Path) -> StateNet:
+    """The frozen :class:`StateNet` saved in ``folder``; GenlabError if it is corrupt or incomplete."""
+    try:
+        return StateNet.from_pretrained(folder).eval().requires_grad_(False)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as error:
+        reason = (str(error).splitlines() or [""])[0] or type(error).__name__
+        raise GenlabError(f"the perceptual net in {folder} is corrupt or incomplete ({reason}); delete the folder "
+                          "to train it again") from error
+
+
+def _save_state_net(net: StateNet, folder: Path) -> None:
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        for leftover in folder.parent.glob(f".tmp-{folder.name}-*"):  # from a save that was killed
+            shutil.rmtree(leftover, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".tmp-{folder.name}-"))
+        try:
+            net.save_pretrained(staging)
+            if os.path.lexists(folder):  # an incomplete one (no config.json): ours, from a killed save
+                discard(folder)
+            os.rename(staging, folder)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    except OSError as error:
+        raise GenlabError(f"cannot save the perceptual net in {folder} ({error.strerror or error})") from error
+
+
+def _power_of_two_divisor(grid: int, size: int) -> bool:
+    """Whether ``size / grid`` is a power of two (1, 2, 4, ...)."""
+    if grid < 1 or size % grid:
+        return False
+    ratio = size // grid
+    return ratio & (ratio - 1) == 0
+
+
+def check_tokenizer_config(config: TokenizerConfig, frame_size: int) -> None:
+    """GenlabError naming the flags of the first setting that does not fit the others or the data's
+    ``frame_size``-pixel frames (what :class:`VideoTokenizer` would otherwise fail on mid-training)."""
+    if config.context_frames >= config.clip_frames:
+        raise GenlabError(f"--context-frames {config.context_frames} must be less than --clip-frames "
+                          f"{config.clip_frames}: a clip needs future frames to tokenize")
+    if config.channels % 8:
+        raise GenlabError(f"--channels must be a multiple of 8 (its group normalisation), got {config.channels}")
+    grids = [("--context-grid", config.context_grid)]
+    if config.compressive:
+        grids.append(("--future-grid", config.future_grid))
+    for flag, grid in grids:
+        if not _power_of_two_divisor(grid, frame_size):
+            fitting = [g for g in range(frame_size, 0, -1) if _power_of_two_divisor(g, frame_size)]
+            raise GenlabError(f"{flag} {grid} must divide the {frame_size}-pixel frames of --data {config.data} "
+                              f"by a power of two ({', '.join(map(str, fitting))})")
+    if config.compressive and config.future_grid > config.context_grid:
+        raise GenlabError(f"--future-grid {config.future_grid} must not exceed --context-grid {config.context_grid} "
+                          "(future frames get fewer tokens)")
+    processes = max(int(os.environ.get("WORLD_SIZE", "1")), 1)
+    future_frames = (config.batch_size // processes) * (config.clip_frames - config.context_frames)
+    if config.compressive and future_frames < 2:
+        raise GenlabError(f"--batch-size {config.batch_size} gives each of {processes} process(es) only {future_frames} "
+                          "future frame(s) per step; the compressive tokenizer normalises its future codes over at "
+                          "least 2: raise --batch-size or --clip-frames")
+
+
+def read_training_shards(data: str) -> dict[str, np.ndarray]:
+    """The episodes of the shard folder ``data`` (``--data``), which must exist and hold shards."""
+    episodes = read_shards(existing_dir(data, "--data", "folder of PushBlock shards"))
+    frames = episodes["frames"]
+    if frames.shape[2] != frames.shape[3]:
+        raise GenlabError(f"--data {data}: frames must be square, got {frames.shape[2]}×{frames.shape[3]}")
+    return episodes
+
+
 def train_tokenizer(config: TokenizerConfig) -> TrainResult:
-    """Train (or resume) a tokenizer on ``config.data``; EMA weights go to ``<run_dir>/model``."""
-    episodes = read_shards(config.data)
+    """Train (or resume) a tokenizer on ``config.data``; EMA weights go to ``<run_dir>/model``.
+
+    The settings, the data and the run folder are all checked before the perceptual net is trained.
+    """
+    config.validate()
+    episodes = read_training_shards(config.data)
+    check_tokenizer_config(config, episodes["frames"].shape[2])
+    clips = ClipDataset(episodes, config.clip_frames)
     run_dir = Path(config.run_dir)
+    run_config = {**asdict(config), "method": "tokenizer"}
+    # the checks of the Trainer's run folder (writable, not another run's, resumable), writing nothing yet
+    open_run_dir(run_dir, config.resume, run_config, Trainer.RESUMABLE_FIELDS, write=False,
+                 overwrite=config.overwrite)
     state_net = load_or_train_state_net(episodes, run_dir / "state_net", config.state_net_steps, config.seed)
     torch.manual_seed(config.seed)  # the initial weights depend on the seed only, not on what ran before
     model = build_tokenizer(config, episodes["frames"].shape[2])
-    trainer = Trainer(model, tokenizer_loss(state_net, config.perceptual_weight),
-                      ClipDataset(episodes, config.clip_frames), run_dir, config,
-                      {**asdict(config), "method": "tokenizer"})
+    trainer = Trainer(model, tokenizer_loss(state_net, config.perceptual_weight), clips, run_dir, config, run_config)
     result = trainer.fit(resume=config.resume)
     trainer.export(result.ema_model.save_pretrained, run_dir / "model")
     return result
@@ -149,13 +239,17 @@ def train_transformer(config: TransformerConfig, tokens: TensorDataset | None = 
         raise GenlabError(f"--tokenizer {config.tokenizer} holds no trained tokenizer (no config.json); "
                           "make one with `genlab train tokenizer`")
     tokenizer = VideoTokenizer.from_pretrained(config.tokenizer).eval()
-    if tokens is None:
-        clips = ClipDataset(read_shards(config.data), tokenizer.config.context_frames + config.future_frames)
-        tokens = tokenize_clips(tokenizer, clips, progress=config.progress)
     run_dir = Path(config.run_dir)
+    run_config = {**asdict(config), "method": "worldmodel"}
+    if tokens is None:
+        clips = ClipDataset(read_training_shards(config.data), tokenizer.config.context_frames + config.future_frames)
+        # the run folder's checks before the tokenizing (writing nothing yet)
+        open_run_dir(run_dir, config.resume, run_config, Trainer.RESUMABLE_FIELDS, write=False,
+                     overwrite=config.overwrite)
+        tokens = tokenize_clips(tokenizer, clips, progress=config.progress)
     torch.manual_seed(config.seed)
     model = build_transformer(config, tokenizer)
-    trainer = Trainer(model, transformer_loss, tokens, run_dir, config, {**asdict(config), "method": "worldmodel"})
+    trainer = Trainer(model, transformer_loss, tokens, run_dir, config, run_config)
     result = trainer.fit(resume=config.resume)
     trainer.export(WorldModel(tokenizer, result.ema_model).save_pretrained, run_dir / "model")
     return result

@@ -58,7 +58,8 @@ class ImageExperimentConfig:
 
 def _loop_settings(config: ImageExperimentConfig, seed: int, run_dir: Path) -> dict:
     return {"data": config.data, "resolution": config.resolution, "steps": config.train_steps,
-            "checkpoint_every": config.train_steps, "seed": seed, "run_dir": str(run_dir), "progress": False}
+            "checkpoint_every": config.train_steps, "seed": seed, "run_dir": str(run_dir), "progress": False,
+            "overwrite": True}  # a run without its exported model starts afresh
 
 
 def train_pair(config: ImageExperimentConfig, seed: int, out: Path) -> tuple[tuple, DisCoDiff]:

@@ -48,7 +48,8 @@ def train_toy(model: ToyDisCo, points: torch.Tensor, run_dir: Path, config: ToyC
     A finished run in ``run_dir`` is reused (resuming it adds no steps).
     """
     loop = LoopConfig(steps=config.train_steps, batch_size=config.batch_size, lr=1e-3, warmup_steps=100,
-                      checkpoint_every=config.train_steps, log_every=100, seed=seed, progress=False)
+                      checkpoint_every=config.train_steps, log_every=100, seed=seed, progress=False,
+                      overwrite=True)  # a run killed before its checkpoint starts afresh
     trainer = Trainer(model, lambda m, batch: m(batch[0]), TensorDataset(points), run_dir, loop,
                       {**asdict(loop), "model": "toy", "num_latents": model.num_latents})
     return trainer.fit(resume=latest_checkpoint(run_dir / "checkpoints") is not None).ema_model.eval()
