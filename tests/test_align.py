@@ -274,7 +274,7 @@ def test_resume_continues_to_the_same_weights_and_log(tmp_path):
     apply_adapter(second, resumed.run_dir)
     x, sigma, cond = torch.randn(first.state_shape(2)), torch.tensor([1.0, 1.0]), {"class_labels": torch.tensor([0, 2])}
     torch.testing.assert_close(first.denoise(x, sigma, cond), second.denoise(x, sigma, cond), rtol=1e-4, atol=1e-5)
-    with pytest.raises(GenlabError, match="already has checkpoints"):
+    with pytest.raises(GenlabError, match=r"already holds a run \(.*checkpoints/\); pass --resume"):
         AlignmentRun(image_target(), Brightness(), config(tmp_path / "b", steps=4)).fit()
 
 

@@ -6,7 +6,14 @@ from __future__ import annotations
 import click
 
 from genlab.align.config import AlignConfig
-from genlab.cli_options import RenamedOption, build_config, num_workers_option, options_from
+from genlab.cli_options import (
+    RenamedOption,
+    build_config,
+    num_workers_option,
+    number,
+    options_from,
+    out_folder_option,
+)
 
 REWARD_HELP = ("reward to maximise: class, brightness, colourfulness, motion-left/right/up/down, "
                "flow-left/right/up/down, temporal "
@@ -20,13 +27,17 @@ REWARD_HELP = ("reward to maximise: class, brightness, colourfulness, motion-lef
                    "(folder or hub id)")
 @click.option("--reward", "reward_name", required=True, help=REWARD_HELP)
 @click.option("--reward-path", default=None, help="where the reward's pretrained weights are (folder or hub id); "
-              "for `class`, the data set (digits or shapes)")
-@click.option("--guidance-scale", default=None, type=float, help="pipelines: classifier-free guidance scale")
-@click.option("--frames", default=None, type=int, cls=RenamedOption, renamed_from="--num-frames",
-              help="text-to-video pipelines: frames per video")
+              "for `class`, the data set (digits or shapes); for `aesthetic`, a CLIP ViT-L/14 folder that may "
+              "also hold sac+logos+ava1-l14-linearMSE.pth (else that file is downloaded and SHA-256 checked)")
+@click.option("--reward-revision", default=None,
+              help="pretrained rewards: the hub revision (commit, tag or branch) of their weights (default: main)")
+@click.option("--guidance-scale", default=None, type=number(float, min=0),
+              help="diffusers pipelines only: classifier-free guidance scale")
+@click.option("--frames", default=None, type=number(int, min=1), cls=RenamedOption, renamed_from="--num-frames",
+              help="text-to-video pipelines only: frames per video")
 @options_from(AlignConfig)
-def align_command(model_path: str, reward_name: str, reward_path: str | None, guidance_scale: float | None,
-                  frames: int | None, **values) -> None:
+def align_command(model_path: str, reward_name: str, reward_path: str | None, reward_revision: str | None,
+                  guidance_scale: float | None, frames: int | None, **values) -> None:
     """Align a diffusion model to a differentiable reward (VADER), or with DDPO as the baseline.
 
     VADER samples a batch with the full sampler (--sampling-steps, stochasticity --eta), scores it
@@ -36,7 +47,8 @@ def align_command(model_path: str, reward_name: str, reward_path: str | None, gu
     (--mixed-precision bf16) and gradient checkpointing save more. --method ddpo instead runs PPO on the
     sampler's per-step Gaussian log-probabilities. Every sample scored counts as one reward query.
     The run folder gets log.jsonl (reward, queries, seconds per update), reward.png, checkpoints
-    (--resume continues) and adapter/ with the trained weights: a peft adapter folder
+    (--resume continues; Ctrl-C or SIGTERM finishes the update, saves a checkpoint and exits with
+    status 130) and adapter/ with the trained weights: a peft adapter folder
     (PeftModel.from_pretrained), plus diffusers' LoRA file for Stable Diffusion
     (pipe.load_lora_weights). Runs data-parallel under `accelerate launch --multi_gpu
     --num_processes N -m genlab.cli align ...` (CPU processes too; --batch-size is then split).
@@ -46,13 +58,12 @@ def align_command(model_path: str, reward_name: str, reward_path: str | None, gu
     from genlab.align.trainer import AlignmentRun
     from genlab.core.train import make_accelerator
 
-    config = build_config(AlignConfig, values)
-    config.validate()
+    config = build_config(AlignConfig, values)  # also validates (bounds, --prompts file, --run-dir)
     accelerator = make_accelerator()
     target = load_target(model_path, guidance_scale, frames, device=accelerator.device)
-    reward = build_reward(reward_name, reward_path)
-    result = AlignmentRun(target, reward, config, {"model": model_path, "reward_path": reward_path},
-                          accelerator).fit()
+    reward = build_reward(reward_name, reward_path, reward_revision)
+    run_info = {"model": model_path, "reward_path": reward_path, "reward_revision": reward_revision}
+    result = AlignmentRun(target, reward, config, run_info, accelerator).fit()
     if accelerator.is_main_process:
         click.echo(f"{config.method}: {result.steps} updates, {result.queries} reward queries, last mean reward "
                    f"{result.last_reward:.4f}; curve in {result.run_dir / 'reward.png'}")
@@ -63,8 +74,8 @@ def align_command(model_path: str, reward_name: str, reward_path: str | None, gu
 @click.option("--quick", is_flag=True, help="two arms, one seed, tiny base models (about 3 minutes on 2 cores; the "
               "full preset, four arms and three seeds, about an hour)")
 @num_workers_option()
-@click.option("--out", default="runs/reproduce/align", show_default=True, help="output folder")
-def reproduce_align_command(quick: bool, num_workers: int, out: str) -> None:
+@out_folder_option("runs/reproduce/align")
+def reproduce_align_command(quick: bool, num_workers: int, out) -> None:
     """VADER (Prabhudesai et al. 2024) at small scale: reward-gradient alignment with K = 1 and a larger K
     against DDPO, on digits models (p(class 3); brightness trained on labels 0-4 and checked on the
     held-out 5-9) and a sprite video model (leftward optical flow; temporal consistency), over several

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from genlab.core.config import option
+from genlab.core.config import check_fields, option
 from genlab.errors import GenlabError
 
 METHODS = ("vader", "ddpo")
@@ -21,17 +20,19 @@ class AlignConfig:
 
     method: str = option("vader", "vader: back-propagate the reward; ddpo: PPO on the sampler's log-probabilities",
                          choices=METHODS)
-    steps: int = option(100, "optimiser updates")
-    batch_size: int = option(8, "samples per micro-batch (split across processes under accelerate launch)")
-    accumulate: int = option(1, "micro-batches per update (gradient accumulation)")
-    lr: float = option(1e-3, "learning rate (AdamW)")
-    grad_clip: float = option(1.0, "clip the gradient norm to this (0 = off)")
-    sampling_steps: int = option(20, "sampler steps per sample")
-    eta: float = option(1.0, "sampler stochasticity: 0 = DDIM (deterministic), 1 = DDPM; DDPO needs > 0")
-    k: int = option(1, "VADER: back-propagate through the last K sampler steps")
+    steps: int = option(100, "optimiser updates", min=1)
+    batch_size: int = option(8, "samples per micro-batch (split across processes under accelerate launch)",
+                             min=1)
+    accumulate: int = option(1, "micro-batches per update (gradient accumulation)", min=1)
+    lr: float = option(1e-3, "learning rate (AdamW)", above=0)
+    grad_clip: float = option(1.0, "clip the gradient norm to this (0 = off)", min=0)
+    sampling_steps: int = option(20, "sampler steps per sample", min=1)
+    eta: float = option(1.0, "sampler stochasticity: 0 = DDIM (deterministic), 1 = DDPM; DDPO needs > 0",
+                       min=0, max=1)
+    k: int = option(1, "VADER: back-propagate through the last K sampler steps", min=1)
     random_k: bool = option(False, "VADER: draw K uniformly from 1..--k for every micro-batch")
-    lora_rank: int = option(16, "LoRA rank (0 = train all weights)")
-    lora_alpha: float = option(0.0, "LoRA alpha (0 = the rank, i.e. scale 1)")
+    lora_rank: int = option(16, "LoRA rank (0 = train all weights)", min=0)
+    lora_alpha: float = option(0.0, "LoRA alpha (0 = the rank, i.e. scale 1)", min=0)
     lora_targets: str = option("", "comma-separated ends of the names of the Linear/Conv layers that get LoRA, "
                                    "e.g. to_q,to_out.0 (default: the model's attention projections)")
     mixed_precision: str = option("no", "autocast precision of the model's forward passes", choices=PRECISIONS,
@@ -40,35 +41,37 @@ class AlignConfig:
     score_frames: str = option("all", f"video models: frames the reward sees ({FRAME_MODES})")
     labels: str = option("", "class-conditional models: comma-separated labels to train on (default: all)")
     prompts: str = option("", "text models: a file with one prompt per line, or prompts separated by '|'")
-    ddpo_clip: float = option(1e-4, "DDPO: PPO clip range of the probability ratio")
-    ddpo_epochs: int = option(1, "DDPO: optimisation passes over each batch of trajectories")
-    seed: int = option(0, "seed for conditions, noise and frame choice")
+    ddpo_clip: float = option(1e-4, "DDPO: PPO clip range of the probability ratio", above=0)
+    ddpo_epochs: int = option(1, "DDPO: optimisation passes over each batch of trajectories", min=1)
+    seed: int = option(0, "seed for conditions, noise and frame choice", min=0)
     run_dir: str = option("runs/align/default", "run folder: config, checkpoints, log, curves, adapter")
-    checkpoint_every: int = option(25, "save a checkpoint every N updates (and at the end)")
-    keep_checkpoints: int = option(2, "how many checkpoints to keep")
+    checkpoint_every: int = option(25, "save a checkpoint every N updates (and at the end)", min=1)
+    keep_checkpoints: int = option(2, "how many checkpoints to keep", min=1)
     resume: bool = option(False, "continue the run in --run-dir from its latest checkpoint")
     progress: bool = option(True, "show a progress bar")
+    overwrite: bool = option(False, "start afresh in a run folder that already holds a run's files (config, log, "
+                             "checkpoints, adapter), replacing them")
 
     def validate(self) -> None:
-        positive = {"steps": self.steps, "batch_size": self.batch_size, "accumulate": self.accumulate,
-                    "sampling_steps": self.sampling_steps, "ddpo_epochs": self.ddpo_epochs,
-                    "checkpoint_every": self.checkpoint_every, "keep_checkpoints": self.keep_checkpoints}
-        for name, value in positive.items():
-            if value < 1:
-                raise GenlabError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise GenlabError(f"--lr must be a positive number, got {self.lr}")
-        if not 0 <= self.eta <= 1:
-            raise GenlabError(f"--eta must be in [0, 1], got {self.eta}")
+        """Raise GenlabError naming the first bad setting: the declared bounds of every number (finite
+        floats), then what depends on several fields."""
+        check_fields(self)
+        if self.method not in METHODS:
+            raise GenlabError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.mixed_precision not in PRECISIONS:
+            raise GenlabError(f"--mixed-precision must be one of {', '.join(PRECISIONS)}, got {self.mixed_precision!r}")
         if self.method == "ddpo" and self.eta == 0:
             raise GenlabError("DDPO needs a stochastic sampler: use --eta > 0")
         if self.method == "vader" and not 1 <= self.k <= self.sampling_steps:
             raise GenlabError(f"--k {self.k} must lie between 1 and --sampling-steps {self.sampling_steps} "
                               "(K is how many final sampler steps the reward gradient flows through)")
-        if self.lora_rank < 0:
-            raise GenlabError(f"--lora-rank must be >= 0, got {self.lora_rank}")
         frame_mode(self.score_frames)
         label_list(self.labels)
+        prompt_list(self.prompts)
+        run_dir = Path(self.run_dir)
+        for folder in (run_dir, *run_dir.parents):
+            if folder.exists() and not folder.is_dir():
+                raise GenlabError(f"--run-dir {run_dir}: {folder} is a file, not a folder")
 
     @property
     def lora(self) -> bool:
@@ -90,21 +93,45 @@ def frame_mode(text: str) -> tuple[str, int]:
 
 
 def label_list(text: str) -> list[int] | None:
-    """Parse ``--labels "0,3,5"``; None when empty."""
+    """Parse ``--labels "0,3,5"``; None when empty. (Whether they exist is the model's to say: see
+    :meth:`genlab.align.trainer.ConditionSampler`.)"""
     if not text.strip():
         return None
     try:
-        return [int(part) for part in text.split(",") if part.strip()]
+        labels = [int(part) for part in text.split(",") if part.strip()]
     except ValueError as error:
         raise GenlabError(f"--labels must be comma-separated integers, got {text!r}") from error
+    if not labels or min(labels) < 0:
+        raise GenlabError(f"--labels must be comma-separated class indices >= 0, got {text!r}")
+    return labels
+
+
+PROMPT_FILE_SUFFIXES = (".txt",)
 
 
 def prompt_list(text: str) -> list[str] | None:
-    """Parse ``--prompts``: a file with one prompt per line, or prompts separated by ``|``; None when empty."""
+    """Parse ``--prompts``: a file with one prompt per line, or prompts separated by ``|``; None when empty.
+
+    A folder, an unreadable file, or a name ending in ``.txt`` that does not exist is a GenlabError
+    (rather than being taken for a prompt)."""
     if not text.strip():
         return None
     path = Path(text)
-    prompts = path.read_text().splitlines() if path.is_file() else text.split("|")
+    if path.is_dir():
+        raise GenlabError(f"--prompts {text} is a folder; give a text file with one prompt per line, or prompts "
+                          "separated by '|'")
+    if path.is_file():
+        try:
+            prompts = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as error:
+            raise GenlabError(f"--prompts {text} is not a UTF-8 text file ({error.reason})") from error
+        except OSError as error:
+            raise GenlabError(f"--prompts {text}: cannot read the file ({error.strerror})") from error
+    elif "|" not in text and path.suffix.lower() in PROMPT_FILE_SUFFIXES:
+        raise GenlabError(f"--prompts {text} does not exist (to give a prompt itself, write it without the "
+                          f"{path.suffix} ending, or separate prompts with '|')")
+    else:
+        prompts = text.split("|")
     prompts = [p.strip() for p in prompts if p.strip()]
     if not prompts:
         raise GenlabError(f"--prompts {text!r} holds no prompts")

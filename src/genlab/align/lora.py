@@ -107,8 +107,9 @@ def load_trainable_state(module: nn.Module, state: dict[str, Tensor], lora: bool
         # peft's saved keys start with its wrapper's prefix; older peft releases do not strip it themselves
         state = {key.removeprefix(PEFT_PREFIX): value for key, value in state.items()}
         result = set_peft_model_state_dict(module, state, adapter_name=ADAPTER_NAME)
-    except RuntimeError as error:
-        raise GenlabError(f"the saved weights do not fit this model: {str(error).splitlines()[0]}") from error
+    except (RuntimeError, KeyError, ValueError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise GenlabError(f"the saved weights do not fit this model: {message}") from error
     missing = [k for k in result.missing_keys if "lora_" in k]
     if missing or result.unexpected_keys:
         raise GenlabError(f"the saved LoRA weights do not fit this model (missing {missing[:3]}, "

@@ -139,13 +139,23 @@ def load_target(path: str, guidance_scale: float | None = None, num_frames: int 
     from genlab.core.image_model import MODEL_INFO_FILE, load_image_model
     from genlab.core.video_model import load_video_model
 
-    folder = Path(path)
-    genlab_folder = next((f for f in (folder, folder / "model") if (f / MODEL_INFO_FILE).is_file()), None)
+    folder = Path(path).expanduser()
+    if folder.is_file():
+        raise GenlabError(f"--model {path} is a file; give a genlab model folder (a `genlab train image/video` run "
+                          "or its model/), or a diffusers pipeline folder or hub id")
+    genlab_folder = next((f for f in (folder, folder / "model") if (f / MODEL_INFO_FILE).exists()), None)
+    pipeline_options = {"guidance_scale": guidance_scale, "num_frames": num_frames}
     if genlab_folder is None:
         from genlab.align.pipelines import load_pipeline_target
 
-        options = {k: v for k, v in {"guidance_scale": guidance_scale, "num_frames": num_frames}.items() if v}
+        options = {k: v for k, v in pipeline_options.items() if v is not None}
         return load_pipeline_target(path, device=device, **options)
+    given = [flag for flag, value in zip(("--guidance-scale", "--frames"), pipeline_options.values(), strict=True)
+             if value is not None]
+    if given:
+        raise GenlabError(f"{' and '.join(given)} {'apply' if len(given) > 1 else 'applies'} only to diffusers "
+                          f"pipelines; {path} holds a genlab model "
+                          "(its frames and conditioning are fixed by how it was trained)")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     method = read_json(genlab_folder / MODEL_INFO_FILE, f"{path} holds no model").get("method", "image")
     if method == "image":

@@ -21,6 +21,8 @@ does, up to floating-point summation order.
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -46,11 +48,15 @@ from genlab.core.checkpoint import (
     save_checkpoint,
     unflatten_optimizer_state,
 )
+from genlab.core.paths import output_dir
 from genlab.core.runlog import append_log, plot_curve
-from genlab.core.train import make_accelerator, open_run_dir
+from genlab.core.train import TrainingInterrupted, _StopFlag, make_accelerator, open_run_dir, run_contents
 from genlab.errors import GenlabError
 
-RESUMABLE_FIELDS = ("steps", "resume", "checkpoint_every", "keep_checkpoints", "progress", "run_dir")
+RESUMABLE_FIELDS = ("steps", "resume", "checkpoint_every", "keep_checkpoints", "progress", "run_dir", "overwrite")
+# what a finished run leaves besides config.json, log.jsonl and checkpoints/ (replaced by a fresh --overwrite run)
+RUN_OUTPUTS = (ADAPTER_DIR, "reward.png")
+ADAMW_STATE = {"step", "exp_avg", "exp_avg_sq"}  # what AdamW keeps per parameter (amsgrad is not used)
 
 
 @dataclass
@@ -90,11 +96,15 @@ class ConditionSampler:
             uses = "class labels" if self.kind == "labels" else "no conditions"
             raise GenlabError(f"--prompts was given but this run uses {uses} (neither the model nor the reward "
                               "takes text)")
+        classes = getattr(target, "num_classes", 0)
         if self.kind == "labels" and self.labels is None:
-            classes = getattr(target, "num_classes", 0)
             if not classes:
                 raise GenlabError(f"the {reward.name!r} reward needs class labels: give --labels")
             self.labels = list(range(classes))
+        if self.labels is not None and target.condition == "labels" and max(self.labels) >= classes:
+            wrong = sorted({label for label in self.labels if label >= classes})
+            raise GenlabError(f"--labels {config.labels}: this model has {classes} classes (0..{classes - 1}), so "
+                              f"{', '.join(map(str, wrong))} {'is' if len(wrong) == 1 else 'are'} not among them")
         if self.kind == "prompts" and self.prompts is None:
             raise GenlabError("this run needs text prompts: give --prompts (a file, or prompts separated by '|')")
         self.to_model = target.condition is not None
@@ -289,19 +299,29 @@ class AlignmentRun:
         progress = tqdm(total=config.steps, initial=start, desc=f"{config.method} {self.reward.name}",
                         disable=not (config.progress and main), dynamic_ncols=True)
         reward = float("nan")
-        for step in range(start, config.steps):
-            began = time.perf_counter()
-            grad_norm, reward = update(step)
-            self.seconds += time.perf_counter() - began
-            record = {"step": step + 1, "reward": reward, "queries": self.queries, "seconds": round(self.seconds, 3)}
-            if math.isfinite(grad_norm):
-                record["grad_norm"] = grad_norm
-            if main:
-                append_log(self.run_dir / "log.jsonl", record)
-            progress.update(1)
-            progress.set_postfix(reward=f"{reward:.4f}", queries=self.queries)
-            if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
-                self._save_checkpoint(step + 1)
+        with _StopFlag() as stop:
+            for step in range(start, config.steps):
+                began = time.perf_counter()
+                grad_norm, reward = update(step)
+                self.seconds += time.perf_counter() - began
+                record = {"step": step + 1, "reward": reward, "queries": self.queries,
+                          "seconds": round(self.seconds, 3)}
+                if math.isfinite(grad_norm):
+                    record["grad_norm"] = grad_norm
+                if main:
+                    append_log(self.run_dir / "log.jsonl", record)
+                progress.update(1)
+                progress.set_postfix(reward=f"{reward:.4f}", queries=self.queries)
+                if step + 1 < config.steps and self._stop_requested(stop):
+                    # Ctrl-C / SIGTERM: the update is finished; save it, then stop (--resume continues exactly)
+                    self._save_checkpoint(step + 1)
+                    progress.close()
+                    self.accelerator.wait_for_everyone()  # no process exits before the checkpoint is written
+                    raise TrainingInterrupted(
+                        f"{stop.signal_name or 'a stop signal'} at update {step + 1} of {config.steps}: checkpoint "
+                        f"saved in {self.run_dir / 'checkpoints'}; continue with --resume")
+                if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
+                    self._save_checkpoint(step + 1)
         progress.close()
         self.target.module.eval()
         note = ""
@@ -312,17 +332,81 @@ class AlignmentRun:
         self.accelerator.wait_for_everyone()
         return AlignResult(max(start, config.steps), self.queries, reward, self.run_dir, note)
 
+    def _stop_requested(self, stop: _StopFlag) -> bool:
+        """Whether any process got SIGINT/SIGTERM (all processes stop after the same update)."""
+        asked = stop.signal_name is not None
+        if self.accelerator.num_processes == 1:
+            return asked
+        votes = torch.tensor([float(asked)], device=self.accelerator.device)
+        return bool(self.accelerator.reduce(votes, reduction="sum").item() > 0)
+
     def _prepare_run_dir(self) -> int:
-        loaded = open_run_dir(self.run_dir, self.config.resume, self.run_config, RESUMABLE_FIELDS,
-                              write=self.accelerator.is_main_process)
+        """Create or reopen the run folder; the update to start from (state loaded on ``--resume``).
+
+        Besides what :func:`~genlab.core.train.open_run_dir` checks and replaces, a fresh run refuses a
+        folder holding an alignment run's adapter/ or reward.png unless ``--overwrite``, which removes them."""
+        config, main = self.config, self.accelerator.is_main_process
+        if main:
+            output_dir(self.run_dir, "--run-dir")
+        self.accelerator.wait_for_everyone()
+        outputs = [self.run_dir / name for name in RUN_OUTPUTS if os.path.lexists(self.run_dir / name)]
+        if not config.resume and not config.overwrite and outputs and not run_contents(self.run_dir):
+            raise GenlabError(f"run folder {self.run_dir} already holds a run's {outputs[0].name}; pass --overwrite "
+                              "to replace it, or choose another --run-dir")
+        loaded = open_run_dir(self.run_dir, config.resume, self.run_config, RESUMABLE_FIELDS, write=main,
+                              overwrite=config.overwrite)
+        if loaded is None and main:
+            for stale in outputs:  # --overwrite: what the old run left must not pass for this run's
+                if stale.is_dir() and not stale.is_symlink():
+                    shutil.rmtree(stale)
+                else:
+                    stale.unlink()
         self.accelerator.wait_for_everyone()
         if loaded is None:
             return 0
-        tensors, state, _ = loaded
+        return self._load_state(*loaded)
+
+    def _load_state(self, tensors: dict, state: dict, checkpoint: Path) -> int:
+        """Put the checkpoint's weights, optimiser state and counters in place; the update it ends.
+
+        A checkpoint whose optimiser tensors are missing or incomplete is refused: resuming with a fresh
+        AdamW state would silently make another run than the uninterrupted one."""
+        def corrupt(problem: str) -> GenlabError:
+            return GenlabError(f"checkpoint {checkpoint} is incomplete or corrupt: {problem}; resume from an intact "
+                               "checkpoint, or start afresh with --overwrite")
+
+        for stem in ("weights", "optimizer"):
+            if stem not in tensors:
+                raise corrupt(f"{stem}.safetensors is missing")
+        try:
+            step, queries, seconds = int(state["step"]), int(state["queries"]), float(state["seconds"])
+            optimizer_state = unflatten_optimizer_state(tensors["optimizer"], state["optimizer"])
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise corrupt(f"state.json lacks or mangles {error}") from error
+        entries = optimizer_state["state"]
+        incomplete = [index for index, entry in entries.items() if not ADAMW_STATE <= set(entry)]
+        if incomplete or (step > 0 and self.parameters and not entries):
+            where = f"parameter {incomplete[0]}" if incomplete else "every parameter"
+            raise corrupt(f"the optimizer's tensors for {where} are missing")
+        if any(index >= len(self.parameters) for index in entries):
+            raise corrupt(f"its optimizer state covers {max(entries) + 1} parameters, this run trains "
+                          f"{len(self.parameters)}")
+        for index, entry in entries.items():  # torch checks no shapes on load, only at the next step
+            shape = self.parameters[index].shape
+            for key in ("exp_avg", "exp_avg_sq"):
+                found = getattr(entry[key], "shape", None)
+                if found != shape:
+                    raise corrupt(f"the optimizer's {key} of parameter {index} has shape "
+                                  f"{tuple(found) if found is not None else type(entry[key]).__name__}, "
+                                  f"the parameter {tuple(shape)}")
         load_trainable_state(self.target.module, tensors["weights"], self.config.lora)
-        self.optimizer.load_state_dict(unflatten_optimizer_state(tensors.get("optimizer", {}), state["optimizer"]))
-        self.queries, self.seconds = int(state["queries"]), float(state["seconds"])
-        return int(state["step"])
+        try:
+            self.optimizer.load_state_dict(optimizer_state)
+        except (KeyError, RuntimeError, ValueError) as error:
+            message = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise GenlabError(f"checkpoint {checkpoint} does not match this run's optimizer ({message})") from error
+        self.queries, self.seconds = queries, seconds
+        return step
 
     def _save_checkpoint(self, step: int) -> None:
         if not self.accelerator.is_main_process:

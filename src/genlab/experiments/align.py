@@ -30,10 +30,12 @@ from genlab.align.rewards.small import ClassProbabilityReward, global_flow
 from genlab.align.sampling import sample_for_reward
 from genlab.align.targets import AlignTarget, GenlabImageTarget, GenlabVideoTarget
 from genlab.align.trainer import AlignmentRun, score_samples
+from genlab.core.checkpoint import latest_checkpoint
 from genlab.core.image_model import ImageModelConfig, load_image_model, train_image_model
 from genlab.core.images import save_image_grid, save_video, video_grid
 from genlab.core.runlog import read_log
 from genlab.core.video_model import VideoModelConfig, load_video_model, train_video_model, video_clips
+from genlab.errors import GenlabError
 from genlab.experiments.parallel import map_in_processes
 from genlab.experiments.reporting import FrameFeatures, mean_std, timed_record
 from genlab.metrics import evaluate_samples, frechet_distance, load_feature_net
@@ -105,17 +107,19 @@ def _arm(name: str) -> Arm:
 
 # -- base models ------------------------------------------------------------------------------------
 def train_base(out: Path, preset: AlignPreset, base: str) -> dict:
-    """Train one base model (cached): ``digits-uncond``, ``digits-cond`` or ``video``."""
+    """Train one base model (cached): ``digits-uncond``, ``digits-cond`` or ``video``; an unfinished one starts
+    afresh (``overwrite``)."""
     folder = out / "base" / base
     if base == "video":
         config = VideoModelConfig(data="sprites", clips=preset.video_clips, frames=8, resolution=preset.video_resolution,
                                   first_frame=False, steps=preset.video_steps, batch_size=16,
-                                  checkpoint_every=preset.video_steps, run_dir=str(folder), progress=False)
+                                  checkpoint_every=preset.video_steps, run_dir=str(folder), progress=False,
+                                  overwrite=True)
         train = train_video_model
     else:
         config = ImageModelConfig(data="digits", conditional=base == "digits-cond", steps=preset.image_steps,
                                   batch_size=64, checkpoint_every=preset.image_steps, run_dir=str(folder),
-                                  progress=False)
+                                  progress=False, overwrite=True)
         train = train_image_model
     return timed_record(folder, lambda: {"steps": train(config).steps})
 
@@ -143,6 +147,9 @@ def method_config(preset: AlignPreset, arm: Arm, method: str, seed: int, run_dir
         k=preset.large_k if method == "vader-klarge" else 1, lora_rank=8, ddpo_clip=0.2,
         labels=",".join(map(str, arm.labels)), score_frames="all", seed=seed, run_dir=str(run_dir),
         checkpoint_every=10**6, progress=False,
+        # an interrupted run (Ctrl-C saves a checkpoint) continues; a run that left no checkpoint starts afresh
+        resume=latest_checkpoint(run_dir / "checkpoints") is not None,
+        overwrite=latest_checkpoint(run_dir / "checkpoints") is None,
     )
 
 
@@ -264,6 +271,8 @@ def efficiency(records: list[dict], arm: str, seeds: int) -> dict:
 # -- the whole reproduction -------------------------------------------------------------------------
 def run(out: Path, preset: AlignPreset, workers: int = 2) -> dict:
     """The whole reproduction; returns (and writes) the results."""
+    if workers < 1:
+        raise GenlabError(f"--num-workers must be >= 1, got {workers}")
     out.mkdir(parents=True, exist_ok=True)
     arms = [_arm(name) for name in preset.arms]
     bases = sorted({a.base for a in arms}, key=lambda b: b != "video")  # the slowest first

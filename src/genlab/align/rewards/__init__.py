@@ -18,11 +18,21 @@ from genlab.errors import GenlabError
 REWARDS: dict[str, RewardEntry] = {**SMALL_REWARDS, **CLIP_ZOO, **VIDEO_ZOO, **DETECTION_ZOO}
 
 
-def build_reward(name: str, path: str | None = None) -> Reward:
-    """The frozen reward called ``name``; ``path`` overrides where its pretrained weights come from."""
+def build_reward(name: str, path: str | None = None, revision: str | None = None) -> Reward:
+    """The frozen reward called ``name``; ``path`` overrides where its pretrained weights come from and
+    ``revision`` pins the hub revision (branch, tag or commit) they are read at (default: the
+    repository's main branch, :data:`~genlab.align.rewards.clip_rewards.HUB_REVISION`)."""
     if name not in REWARDS:
         raise GenlabError(f"unknown reward {name!r}; choose one of {', '.join(REWARDS)}")
-    return REWARDS[name].build(path)
+    entry = REWARDS[name]
+    if revision is None:
+        return entry.build(path)
+    if entry.default_path is None:
+        raise GenlabError(f"--reward-revision applies to rewards with pretrained hub weights; {name!r} ships with "
+                          "genlab")
+    if not revision.strip():
+        raise GenlabError("--reward-revision must name a branch, tag or commit, got an empty string")
+    return entry.build(path, revision=revision)
 
 
 def describe_rewards() -> str:

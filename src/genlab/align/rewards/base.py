@@ -82,7 +82,9 @@ class RewardEntry:
 
     ``build(path)`` returns a frozen :class:`Reward`; ``path`` is a local folder or Hugging Face hub
     id of the pretrained weights (``default_path`` when None), ignored by rewards that ship with
-    genlab (``default_path`` None). ``summary`` is the one-line help shown by ``genlab align --help``.
+    genlab (``default_path`` None). Pretrained rewards also take ``build(path, revision=...)``: the
+    hub revision (branch, tag or commit) to read. ``summary`` is the one-line help shown by
+    ``genlab align --help``.
     """
 
     build: Callable[[str | None], Reward]

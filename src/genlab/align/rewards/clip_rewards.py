@@ -15,10 +15,12 @@ Score conventions (higher is better):
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import unquote, urlparse
 
 import torch
 import torch.nn.functional as F
@@ -33,8 +35,26 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-AESTHETIC_MLP_URL = ("https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/main/"
-                     "sac+logos+ava1-l14-linearMSE.pth")
+# The LAION aesthetic predictor v2 head, at a fixed commit of its repository (the file was added in
+# 61f2f07a2b16be5ffb40a10ba5adae4a74c9d0d9 and is unchanged at 6934dd81792f086e613a121dbce43082cb8be85e,
+# the newest commit of the repository's main branch when this was pinned), and the SHA-256 of that file
+# as stored in the repository at that commit. A download is checked against it; a cached copy is
+# re-checked before every use.
+AESTHETIC_MLP_FILE = "sac+logos+ava1-l14-linearMSE.pth"
+AESTHETIC_MLP_COMMIT = "6934dd81792f086e613a121dbce43082cb8be85e"
+AESTHETIC_MLP_URL = ("https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/"
+                     f"{AESTHETIC_MLP_COMMIT}/{AESTHETIC_MLP_FILE}")
+AESTHETIC_MLP_SHA256 = "21dd590f3ccdc646f0d53120778b296013b096a035a2718c9cb0d511bff0f1e0"
+# Downloads genlab verifies: URL -> SHA-256 of the file. Other URLs are refused (download the file,
+# check it, and give its path).
+KNOWN_DOWNLOADS = {AESTHETIC_MLP_URL: AESTHETIC_MLP_SHA256}
+# The revision (branch, tag or commit) of the Hugging Face hub repositories the pretrained rewards load
+# from. No commit of those repositories could be verified when this was written, so the default follows
+# their main branch; pin one with ``genlab align --reward-revision COMMIT`` (or ``revision=``), or give
+# a local copy with --reward-path. Tokenizers that come from another repository than the model (PickScore's
+# and HPSv2's open_clip H/14 tokenizer) follow TOKENIZER_REVISION.
+HUB_REVISION = "main"
+TOKENIZER_REVISION = "main"
 HPS_HUB_ID = "xswu/HPSv2"
 HPS_FILENAME = "HPS_v2_compressed.pt"
 OPEN_CLIP_H14_TOKENIZER = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
@@ -90,15 +110,53 @@ def load_pretrained(loader: Callable[[str], Loaded], path: str, what: str) -> Lo
                           f"id): {error}") from error
 
 
+def file_sha256(path: Path | str) -> str:
+    """The SHA-256 hex digest of the file at ``path``."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download_verified(url: str, what: str) -> Path:
+    """The file at ``url`` (one of :data:`KNOWN_DOWNLOADS`), downloaded once into torch's hub cache
+    (``$TORCH_HOME/hub/checkpoints``) and checked against its known SHA-256 on download and on every
+    later use; GenlabError for another URL, a failed download or a file that does not match."""
+    expected = KNOWN_DOWNLOADS.get(url)
+    if expected is None:
+        raise GenlabError(f"genlab downloads only files whose SHA-256 it knows, and {url} is not one of them; "
+                          f"download the {what} yourself, check it, and give the local file")
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    cached = folder / unquote(Path(urlparse(url).path).name)
+    advice = (f"download {url} yourself, check that its SHA-256 is {expected}, and give the folder holding it "
+              "with --reward-path")
+    if not cached.is_file():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(url, str(cached), hash_prefix=expected, progress=False)
+        except RuntimeError as error:  # torch's hash check; the partial download is already deleted
+            raise GenlabError(f"the {what} downloaded from {url} does not have the expected SHA-256 "
+                              f"({error}); {advice}") from error
+        except OSError as error:  # URLError and HTTPError are OSErrors
+            raise GenlabError(f"could not download the {what} from {url} ({error}); {advice}") from error
+    found = file_sha256(cached)
+    if found != expected:
+        raise GenlabError(f"the cached {what} {cached} has SHA-256 {found}, not the expected {expected}; delete it "
+                          f"to download it again, or {advice}")
+    return cached
+
+
 def load_weights(path: str, what: str) -> dict[str, Tensor]:
-    """A state dict from a ``.safetensors`` or torch pickle file, or an ``http(s)`` URL of one.
+    """A state dict from a ``.safetensors`` or torch pickle file, or an ``http(s)`` URL of one whose
+    SHA-256 genlab knows (:func:`download_verified`).
 
     Pickles are read with ``weights_only=True``: only tensors and plain containers.
     """
 
     def read(source: str) -> dict[str, Tensor]:
         if source.startswith(("http://", "https://")):
-            return torch.hub.load_state_dict_from_url(source, map_location="cpu", weights_only=True)
+            source = str(download_verified(source, what))
         if source.endswith(".safetensors"):
             from safetensors.torch import load_file
 
@@ -170,11 +228,19 @@ class AestheticReward(Reward):
         self.mlp = mlp
 
     @classmethod
-    def from_pretrained(cls, path: str | None = None, mlp_path: str = AESTHETIC_MLP_URL) -> AestheticReward:
-        """CLIP from a folder or hub id (default ViT-L/14) and the MLP from a ``.pth``/``.safetensors``
-        file or URL (default: the released ``sac+logos+ava1-l14-linearMSE.pth``); frozen."""
+    def from_pretrained(cls, path: str | None = None, mlp_path: str | None = None,
+                        revision: str = HUB_REVISION) -> AestheticReward:
+        """CLIP from a folder or hub id (default ViT-L/14, at ``revision`` on the hub) and the MLP from a
+        ``.pth``/``.safetensors`` file or a URL genlab knows the SHA-256 of. Without ``mlp_path`` the MLP
+        is ``sac+logos+ava1-l14-linearMSE.pth`` inside the folder ``path`` when it holds one (weights you
+        verified yourself), else the released file, downloaded from a fixed commit and checked against
+        its SHA-256 (:data:`AESTHETIC_MLP_URL`); frozen."""
         path = path or cls.default_path
-        model = load_pretrained(CLIPModel.from_pretrained, path, "aesthetic reward's CLIP model")
+        if mlp_path is None:
+            local = Path(path) / AESTHETIC_MLP_FILE
+            mlp_path = str(local) if local.is_file() else AESTHETIC_MLP_URL
+        model = load_pretrained(lambda source: CLIPModel.from_pretrained(source, revision=revision), path,
+                                "aesthetic reward's CLIP model")
         mlp = AestheticMLP(model.config.projection_dim)
         load_state(mlp, load_weights(mlp_path, "aesthetic MLP weights"), "aesthetic MLP", mlp_path)
         return cls(model, mlp).freeze()
@@ -202,16 +268,22 @@ class ClipScoreReward(Reward):
         self.tokenizer = tokenizer
 
     @classmethod
-    def from_pretrained(cls, path: str | None = None, tokenizer_path: str | None = None) -> ClipScoreReward:
-        """A CLIPModel from a folder or hub id (``default_path`` when None) and its BPE tokenizer
-        (from ``tokenizer_path``, else ``default_tokenizer_path``, else the model's folder); frozen."""
+    def from_pretrained(cls, path: str | None = None, tokenizer_path: str | None = None,
+                        revision: str = HUB_REVISION) -> ClipScoreReward:
+        """A CLIPModel from a folder or hub id (``default_path`` when None; ``revision`` on the hub) and its
+        BPE tokenizer (from ``tokenizer_path``, else ``default_tokenizer_path`` at TOKENIZER_REVISION, else
+        the model's own, at ``revision``); frozen."""
         path = path or cls.default_path
-        model = load_pretrained(CLIPModel.from_pretrained, path, f"{cls.name} reward's CLIP model")
-        return cls(model, cls.load_tokenizer(tokenizer_path or cls.default_tokenizer_path or path)).freeze()
+        model = load_pretrained(lambda source: CLIPModel.from_pretrained(source, revision=revision), path,
+                                f"{cls.name} reward's CLIP model")
+        return cls(model, cls.load_tokenizer(tokenizer_path or cls.default_tokenizer_path or path,
+                                             revision if cls.default_tokenizer_path is None else TOKENIZER_REVISION)
+                   ).freeze()
 
     @classmethod
-    def load_tokenizer(cls, path: str) -> CLIPTokenizer:
-        return load_pretrained(CLIPTokenizer.from_pretrained, path, f"{cls.name} reward's CLIP tokenizer")
+    def load_tokenizer(cls, path: str, revision: str = TOKENIZER_REVISION) -> CLIPTokenizer:
+        return load_pretrained(lambda source: CLIPTokenizer.from_pretrained(source, revision=revision), path,
+                               f"{cls.name} reward's CLIP tokenizer")
 
     def text_embeddings(self, prompts: Sequence[str], device: torch.device) -> Tensor:
         """L2-normalised projected prompt embeddings ``[B, D]`` (padded to CLIP's context length)."""
@@ -354,9 +426,10 @@ class HPSReward(ClipScoreReward):
 
     @classmethod
     def from_pretrained(cls, path: str | None = None, tokenizer_path: str | None = None,
-                        config: CLIPConfig | None = None, filename: str = HPS_FILENAME) -> HPSReward:
-        """The checkpoint from a local file, or ``filename`` from a hub repo (default ``xswu/HPSv2``;
-        ``HPS_v2.1_compressed.pt`` is v2.1), into a CLIPModel of ``config`` (default
+                        config: CLIPConfig | None = None, filename: str = HPS_FILENAME,
+                        revision: str = HUB_REVISION) -> HPSReward:
+        """The checkpoint from a local file, or ``filename`` from a hub repo at ``revision`` (default
+        ``xswu/HPSv2``; ``HPS_v2.1_compressed.pt`` is v2.1), into a CLIPModel of ``config`` (default
         :func:`open_clip_vit_h14_config`), plus the CLIP BPE tokenizer; frozen."""
         path = path or cls.default_path
         config = config or open_clip_vit_h14_config()
@@ -365,7 +438,7 @@ class HPSReward(ClipScoreReward):
         else:
             from huggingface_hub import hf_hub_download
 
-            checkpoint = load_pretrained(lambda repo: hf_hub_download(repo, filename), path,
+            checkpoint = load_pretrained(lambda repo: hf_hub_download(repo, filename, revision=revision), path,
                                          f"HPSv2 checkpoint {filename!r}")
         weights = clip_state_dict_from_open_clip(load_weights(checkpoint, "HPSv2 checkpoint"), config)
         model = CLIPModel(config)

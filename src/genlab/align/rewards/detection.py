@@ -9,6 +9,7 @@ from transformers import YolosForObjectDetection
 
 from genlab.align.rewards.base import Reward, RewardEntry, to_unit_range
 from genlab.align.rewards.clip_rewards import (
+    HUB_REVISION,
     IMAGENET_MEAN,
     IMAGENET_STD,
     load_pretrained,
@@ -39,11 +40,12 @@ class ObjectRemovalReward(Reward):
         self.size = size
 
     @classmethod
-    def from_pretrained(cls, path: str | None = None, target: str | int | None = None,
-                        size: int = 512) -> ObjectRemovalReward:
-        """A YolosForObjectDetection from a folder or hub id; frozen."""
+    def from_pretrained(cls, path: str | None = None, target: str | int | None = None, size: int = 512,
+                        revision: str = HUB_REVISION) -> ObjectRemovalReward:
+        """A YolosForObjectDetection from a folder or hub id (at ``revision``); frozen."""
         path = path or cls.default_path
-        model = load_pretrained(YolosForObjectDetection.from_pretrained, path, "YOLOS detector")
+        model = load_pretrained(lambda source: YolosForObjectDetection.from_pretrained(source, revision=revision),
+                                path, "YOLOS detector")
         return cls(model, target, size).freeze()
 
     def score(self, samples: Tensor, prompts: Sequence[str] | None, labels: Tensor | None) -> Tensor:

@@ -16,7 +16,13 @@ from torch import Tensor
 from transformers import VideoMAEForVideoClassification, VJEPA2Model
 
 from genlab.align.rewards.base import Reward, RewardEntry
-from genlab.align.rewards.clip_rewards import IMAGENET_MEAN, IMAGENET_STD, clip_pixels, load_pretrained
+from genlab.align.rewards.clip_rewards import (
+    HUB_REVISION,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    clip_pixels,
+    load_pretrained,
+)
 from genlab.errors import GenlabError
 
 
@@ -76,11 +82,12 @@ class VideoMAEActionReward(Reward):
                                   f"VideoMAE classifier {model.name_or_path!r}")
 
     @classmethod
-    def from_pretrained(cls, path: str | None = None,
-                        target: str | int | None = None) -> VideoMAEActionReward:
-        """A VideoMAEForVideoClassification from a folder or hub id; frozen."""
+    def from_pretrained(cls, path: str | None = None, target: str | int | None = None,
+                        revision: str = HUB_REVISION) -> VideoMAEActionReward:
+        """A VideoMAEForVideoClassification from a folder or hub id (at ``revision``); frozen."""
         path = path or cls.default_path
-        model = load_pretrained(VideoMAEForVideoClassification.from_pretrained, path, "VideoMAE classifier")
+        model = load_pretrained(lambda source: VideoMAEForVideoClassification.from_pretrained(source, revision=revision),
+                                path, "VideoMAE classifier")
         return cls(model, target).freeze()
 
     def score(self, samples: Tensor, prompts: Sequence[str] | None, labels: Tensor | None) -> Tensor:
@@ -123,10 +130,13 @@ class VJEPA2TemporalReward(Reward):
         self.num_frames = num_frames
 
     @classmethod
-    def from_pretrained(cls, path: str | None = None, num_frames: int | None = None) -> VJEPA2TemporalReward:
-        """A VJEPA2Model (encoder and predictor) from a folder or hub id; frozen."""
+    def from_pretrained(cls, path: str | None = None, num_frames: int | None = None,
+                        revision: str = HUB_REVISION) -> VJEPA2TemporalReward:
+        """A VJEPA2Model (encoder and predictor) from a folder or hub id (at ``revision``); frozen."""
         path = path or cls.default_path
-        return cls(load_pretrained(VJEPA2Model.from_pretrained, path, "V-JEPA 2 model"), num_frames).freeze()
+        model = load_pretrained(lambda source: VJEPA2Model.from_pretrained(source, revision=revision), path,
+                                "V-JEPA 2 model")
+        return cls(model, num_frames).freeze()
 
     def score(self, samples: Tensor, prompts: Sequence[str] | None, labels: Tensor | None) -> Tensor:
         config = self.model.config
