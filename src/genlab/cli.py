@@ -24,8 +24,8 @@ from genlab.cli_options import (
     out_folder_option,
     report_training,
 )
-from genlab.core.config import SAMPLERS, ImageModelConfig, option
-from genlab.core.paths import IMAGE_SUFFIXES, existing_dir, existing_file, output_dir, output_file
+from genlab.core.config import MAX_SEED, SAMPLERS, ImageModelConfig, option
+from genlab.core.paths import IMAGE_SUFFIXES, existing_dir, output_dir, output_file
 from genlab.demo import PARTS as DEMO_PARTS
 from genlab.disco.config import DisCoConfig
 from genlab.errors import GenlabError
@@ -58,7 +58,7 @@ class SamplingConfig:
     sampling_steps: int = option(18, "noise levels of the sampler (Heun uses 2*steps-1 network calls)",
                                  renamed_from="--steps", min=1)
     sampler: str = option("heun", "ODE solver", choices=SAMPLERS)
-    seed: int = option(0, "noise seed", min=0)
+    seed: int = option(0, "noise seed", min=0, max=MAX_SEED)
     guidance: str = option("none", "training-free or classifier-free guidance", choices=GUIDANCE_CHOICES)
     guidance_scale: float = option(1.5, "guidance scale w (1 = no guidance; icg+tsg uses it for both)",
                                    renamed_from="--scale")
@@ -108,7 +108,7 @@ class DisCoSampleConfig:
     sampling_steps: int = option(18, "noise levels of the sampler (Heun uses 2*steps-1 network calls)",
                                  renamed_from="--steps", min=1)
     sampler: str = option("heun", "ODE solver", choices=SAMPLERS)
-    seed: int = option(0, "seed of the prior's draws and of the noise", min=0)
+    seed: int = option(0, "seed of the prior's draws and of the noise", min=0, max=MAX_SEED)
     class_label: int | None = option(None, "draw only this class (default: every class in turn)", type=int, min=0)
     prior_temperature: float = option(1.0, "temperature of the latent prior (1 = as learned, lower = likelier codes)",
                                       above=0)
@@ -316,7 +316,7 @@ def reproduce_disco(quick: bool, out: str) -> None:
 @click.option("--learn-data", default=None, help="learn: text file to train them on (default: stdlib docstrings)")
 @click.option("--split-noise", default=0.0, show_default=True, type=number(float, min=0),
               help="width, stack/learn: zero-sum noise that lets split copies train apart (function still exact)")
-@click.option("--seed", default=0, show_default=True, type=number(int, min=0), help="seed of new random weights")
+@click.option("--seed", default=0, show_default=True, type=number(int, min=0, max=MAX_SEED), help="seed of new random weights")
 @click.option("--out", required=True, help="folder for the grown model (save_pretrained format)")
 @click.option("--overwrite", is_flag=True, help="write into a non-empty --out (files of the same name are replaced; "
               "never allowed when --out holds --model)")
@@ -334,12 +334,14 @@ def grow(model_dir: str, operator: str, direction: str, factor: float, order: st
     the model (load with genlab.growth.Grown.from_pretrained to train on with the ramp).
     """
     from genlab.growth import grow as grow_model
-    from genlab.growth.checkpoints import load_causal_lm, operator_training_batches
+    from genlab.growth.checkpoints import load_causal_lm, operator_training_batches, read_text_file
+    from genlab.growth.operators import check_growth
 
     existing_dir(model_dir, "--model", "model folder")
     _check_grow_out(Path(out), Path(model_dir), overwrite)
+    check_growth(operator, direction, factor)
     if learn_data is not None:
-        existing_file(learn_data, "--learn-data")
+        read_text_file(learn_data, "--learn-data")
     source = load_causal_lm(model_dir)
     batches = None
     if operator == "learn":

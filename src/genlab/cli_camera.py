@@ -18,7 +18,7 @@ from genlab.cli_options import (
     out_folder_option,
     report_training,
 )
-from genlab.core.config import VideoModelConfig
+from genlab.core.config import MAX_SEED, VideoModelConfig
 from genlab.core.paths import VIDEO_SUFFIXES, existing_dir, existing_file, output_file
 from genlab.errors import GenlabError
 
@@ -92,10 +92,10 @@ def _requested_poses(trajectory: str, poses_file: str | None, frames: int, stren
               "share of the distance for dolly); default: the trajectory's")
 @click.option("--poses", "poses_file", default=None, help="a .npy file of camera-to-world poses [T, 4, 4] "
               "(OpenCV axes) instead of --trajectory")
-@click.option("--scene", default=0, show_default=True, type=number(int, min=0), help="seed of the procedural scene whose first frame starts the clip")
+@click.option("--scene", default=0, show_default=True, type=number(int, min=0, max=MAX_SEED), help="seed of the procedural scene whose first frame starts the clip")
 @click.option("--sampling-steps", default=18, show_default=True, type=number(int, min=1), cls=RenamedOption,
               renamed_from="--steps", help="Heun noise levels")
-@click.option("--seed", default=0, show_default=True, type=number(int, min=0), help="seed of the sampling noise (and of a random trajectory)")
+@click.option("--seed", default=0, show_default=True, type=number(int, min=0, max=MAX_SEED), help="seed of the sampling noise (and of a random trajectory)")
 @click.option("--out", default="runs/sample/camera.gif", show_default=True, help="video to write (.gif or .mp4)")
 @click.option("--prompt", default=None, help="CogVideoX models: text prompt (needs the folder's text_encoder/ and "
               "tokenizer/; default: the empty prompt, or zero embeddings without a text encoder)")

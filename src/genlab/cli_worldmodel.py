@@ -17,6 +17,7 @@ from genlab.cli_options import (
     out_folder_option,
     report_training,
 )
+from genlab.core.config import MAX_SEED
 from genlab.core.paths import VIDEO_SUFFIXES, existing_dir, existing_file, output_file
 from genlab.errors import GenlabError
 from genlab.worldmodel.config import TokenizerConfig, TransformerConfig
@@ -79,7 +80,7 @@ def reproduce_worldmodel_command(quick: bool, num_workers: int, out: str) -> Non
 
 @click.command()
 @click.option("--model", "model_dir", required=True, help="world model folder (tokenizer/ + transformer/)")
-@click.option("--seed", default=0, show_default=True, type=number(int, min=0),
+@click.option("--seed", default=0, show_default=True, type=number(int, min=0, max=MAX_SEED),
               help="PushBlock reset seed: the first frame")
 @click.option("--actions", "actions_file", default=None, help="action file (.npy, or text: 'dx dy' per line); "
               "without it, keys typed in the terminal drive the rollout")
@@ -88,7 +89,7 @@ def reproduce_worldmodel_command(quick: bool, num_workers: int, out: str) -> Non
 @click.option("--compare/--no-compare", default=True, show_default=True,
               help="step the real environment with the same actions and show it beside the imagined frames")
 @click.option("--top-k", default=16, show_default=True, type=number(int, min=1), help="sample each token among the k most likely (1 = greedy)")
-@click.option("--sample-seed", default=0, show_default=True, type=number(int, min=0), help="seed of the token sampling")
+@click.option("--sample-seed", default=0, show_default=True, type=number(int, min=0, max=MAX_SEED), help="seed of the token sampling")
 @click.option("--out", default="runs/play/rollout.mp4", show_default=True, help="video to write (.mp4 or .gif)")
 def play_command(model_dir: str, seed: int, actions_file: str | None, rollout_steps: int, compare: bool, top_k: int,
                  sample_seed: int, out: str) -> None:

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from genlab.core.config import check_fields, option
+from genlab.core.config import MAX_SEED, check_fields, option
 from genlab.errors import GenlabError
 
 METHODS = ("vader", "ddpo")
@@ -43,7 +43,7 @@ class AlignConfig:
     prompts: str = option("", "text models: a file with one prompt per line, or prompts separated by '|'")
     ddpo_clip: float = option(1e-4, "DDPO: PPO clip range of the probability ratio", above=0)
     ddpo_epochs: int = option(1, "DDPO: optimisation passes over each batch of trajectories", min=1)
-    seed: int = option(0, "seed for conditions, noise and frame choice", min=0)
+    seed: int = option(0, "seed for conditions, noise and frame choice", min=0, max=MAX_SEED)
     run_dir: str = option("runs/align/default", "run folder: config, checkpoints, log, curves, adapter")
     checkpoint_every: int = option(25, "save a checkpoint every N updates (and at the end)", min=1)
     keep_checkpoints: int = option(2, "how many checkpoints to keep", min=1)

@@ -61,7 +61,8 @@ class CameraControlNet(ModelMixin, ConfigMixin):
         """A fresh branch sized for ``model`` (a genlab ``VideoDiT`` or a diffusers CogVideoX transformer)."""
         taps = taps_for(model)
         if depth > len(taps.blocks):
-            raise GenlabError(f"the camera branch has {depth} blocks but the base model only {len(taps.blocks)}")
+            raise GenlabError(f"--branch-depth {depth}: the camera branch cannot have more blocks than the base model, "
+                              f"which has {len(taps.blocks)}")
         return cls(taps.hidden_size, taps.emb_dim, taps.patch_size, taps.temporal_patch_size, hidden_size, depth,
                    num_heads, mlp_ratio)
 

@@ -32,6 +32,7 @@ VIDEO_SIZES = {
     "small": {"patch_size": 4, "hidden_size": 128, "depth": 6, "num_heads": 4},
 }
 VIDEO_DATA = ("scenes", "sprites", "mixed")
+MAX_SEED = 2**32 - 1  # seeds are mixed with step numbers into 64-bit generator seeds
 
 
 def option(default, help: str, **metadata):
@@ -83,7 +84,7 @@ class LoopConfig:
     checkpoint_every: int = option(500, "save a checkpoint every N steps (and at the end)", min=1)
     keep_checkpoints: int = option(2, "how many checkpoints to keep", min=1)
     log_every: int = option(25, "write a log.jsonl record every N steps", min=1)
-    seed: int = option(0, "seed for data order, noise and initialisation", min=0)
+    seed: int = option(0, "seed for data order, noise and initialisation", min=0, max=MAX_SEED)
     num_workers: int = option(0, "DataLoader worker processes", min=0)
     progress: bool = option(True, "show a progress bar")
     overwrite: bool = option(False, "start afresh in a run folder that already holds a run's files (config, log, "
@@ -124,7 +125,7 @@ class SceneClipsConfig:
     """Which procedural scene clips to train on (shared by ``genlab train video`` and ``train camera``)."""
 
     clips: int = option(2000, "number of training clips (3-D scenes under random camera paths)", min=1)
-    data_seed: int = option(0, "seed of the scenes and camera paths", min=0)
+    data_seed: int = option(0, "seed of the scenes and camera paths", min=0, max=MAX_SEED)
 
 
 @dataclass

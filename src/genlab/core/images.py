@@ -94,7 +94,7 @@ def load_video(path: Path | str) -> tuple[Tensor, float | None]:
         frames = np.asarray(iio.imread(path, index=None))
         meta = iio.immeta(path)
         fps = meta.get("fps") or (1000 / meta["duration"] if meta.get("duration") else None)
-    except (OSError, ValueError, RuntimeError) as error:
+    except (OSError, ValueError, RuntimeError, SyntaxError) as error:  # Pillow reports a broken GIF as SyntaxError
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise GenlabError(f"cannot read a video from {path}: {reason}") from error
     if frames.ndim == 3:  # one grey frame per entry, or a single RGB image

@@ -44,6 +44,8 @@ def check_cameras(camera_to_world: Tensor, intrinsics: Tensor | None = None, tol
     if camera_to_world.dim() < 2 or camera_to_world.shape[-2:] != (4, 4):
         raise GenlabError(f"camera-to-world poses must be [..., 4, 4] matrices, got {list(camera_to_world.shape)}")
     poses = camera_to_world.double()
+    if not torch.isfinite(poses).all():
+        raise GenlabError("camera-to-world poses must be finite numbers (found NaN or inf)")
     rotation = poses[..., :3, :3]
     identity = torch.eye(3, dtype=torch.float64)
     last_row = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from genlab.core.config import VIDEO_DATA, LoopConfig, check_fields, option
+from genlab.core.config import MAX_SEED, VIDEO_DATA, LoopConfig, check_fields, option
 from genlab.errors import GenlabError
 
 MAX_FACTOR = 8
@@ -40,7 +40,7 @@ class EnhanceConfig(LoopConfig):
     max_augment_sigma: float = option(0.3, "noise augmentation: hint noise σ ~ U(0, this) per clip (0: off)", min=0)
     data: str = option("mixed", "training clips: 3-D scenes, moving sprites, or mixed", choices=VIDEO_DATA)
     clips: int = option(2000, "number of training clips", min=1)
-    data_seed: int = option(0, "seed of the training clips", min=0)
+    data_seed: int = option(0, "seed of the training clips", min=0, max=MAX_SEED)
     run_dir: str = option("runs/train/enhance", "run folder: config, checkpoints, log, figures, model")
     resume: bool = option(False, "continue the run in --run-dir from its latest checkpoint")
 
@@ -62,7 +62,7 @@ class EnhanceSettings:
     tile_overlap: int = option(-1, "pixels shared by neighbouring tiles (-1: a quarter of the model's resolution)", min=-1)
     memory_budget: float = option(1.0, "GiB of activations one model call may use (bounds windows per call; "
                                   "0: all windows in one call)", min=0)
-    seed: int = option(0, "seed of the sampling and augmentation noise", min=0)
+    seed: int = option(0, "seed of the sampling and augmentation noise", min=0, max=MAX_SEED)
 
     def validate(self) -> None:
         """Raise GenlabError naming the first setting outside its declared bounds."""

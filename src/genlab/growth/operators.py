@@ -81,6 +81,14 @@ def canonical_operator(name: str) -> str:
     return key
 
 
+def check_growth(operator: str, direction: str, factor: float) -> str:
+    """Check a growth request before any model is loaded; returns the operator's canonical name. Depth,
+    neuron splitting (direct) and G_learn need a whole-number factor."""
+    operator = canonical_operator(operator)
+    check_factor(factor, integer=direction == "depth" or operator in ("direct", "learn"))
+    return operator
+
+
 def grow(model: PreTrainedModel, operator: str, direction: str, factor: float, *, order: str = "repeat",
          ramp_steps: int = 100, seed: int = 0, split_noise: float = 0.0,
          learn_batches: Iterable[torch.Tensor] | None = None, learn_steps: int = 100,
@@ -93,9 +101,8 @@ def grow(model: PreTrainedModel, operator: str, direction: str, factor: float, *
     function — with 0 the copies stay identical in training; ``learn_batches`` (token-id tensors ``(B, T)``),
     ``learn_steps`` and ``learn_lr`` train G_learn's expansion operators.
     """
-    operator = canonical_operator(operator)
+    operator = check_growth(operator, direction, factor)
     arch = architecture_of(model)
-    check_factor(factor, integer=direction == "depth" or operator in ("direct", "learn"))
     target_config = grown_config(arch, model.config, direction, factor)
     generator = torch.Generator().manual_seed(seed)
     if operator == "learn":

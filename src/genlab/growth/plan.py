@@ -28,9 +28,9 @@ STACK_ORDERS = ("repeat", "interleave")
 def check_factor(factor: float, integer: bool) -> None:
     """Factor >= 1, and a whole number where ``integer`` (layer counts, neuron splitting)."""
     if not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor < 1:
-        raise GenlabError(f"growth factor must be a number >= 1, got {factor!r}")
+        raise GenlabError(f"the growth factor (--factor) must be a number >= 1, got {factor!r}")
     if integer and float(factor) != int(factor):
-        raise GenlabError(f"this operator needs a whole-number growth factor, got {factor}")
+        raise GenlabError(f"this operator and direction need a whole-number growth factor (--factor), got {factor}")
 
 
 @dataclass(frozen=True)
