@@ -147,7 +147,7 @@ def test_grow_command_rejects_bad_input(run_cli, saved_llama, tmp_path):
     code, _, err = run_cli("grow", "--model", str(bert), "--out", str(tmp_path / "y"))
     assert code == 2 and "growth supports" in err
     code, _, err = run_cli("grow", "--model", str(saved_llama), "--factor", "0.5", "--out", str(tmp_path / "z"))
-    assert code == 2 and "factor must be a number >= 1" in err
+    assert code == 2 and "'--factor': must be > 1" in err
     code, _, err = run_cli("grow", "--model", str(saved_llama), "--direction", "width", "--operator", "zero",
                            "--factor", "1.1", "--out", str(tmp_path / "w"))
     assert code == 2 and "not divisible" in err

@@ -146,7 +146,7 @@ def test_grow_command_over_a_random_output_leaves_no_stale_ramp(run_cli, tmp_pat
     tiny_llama().save_pretrained(tmp_path / "small")
     for operator in ("random", "stack"):
         code, _, err = run_cli("grow", "--model", str(tmp_path / "small"), "--operator", operator, "--factor", "2",
-                               "--out", str(tmp_path / "big"))
+                               "--out", str(tmp_path / "big"), "--overwrite")
         assert code == 0, err
     assert not [file for file in (RAMP_FILE, MASK_FILE, VALUES_FILE) if (tmp_path / "big" / file).exists()]
     assert Grown.from_pretrained(tmp_path / "big").ramp is None

@@ -26,9 +26,16 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from genlab.core.checkpoint import read_json
+from genlab.core.checkpoint import json_field, read_json
 from genlab.core.denoiser import DiffusersDenoiser
 from genlab.core.edm import karras_sigmas, sample
+from genlab.core.loading import (
+    LOAD_ERRORS,
+    first_line,
+    from_pretrained_checked,
+    loading_errors,
+    pretrained_folder,
+)
 from genlab.errors import GenlabError
 
 REQUIRED_PARTS = ("transformer", "scheduler")
@@ -64,14 +71,17 @@ class CogVideoXDenoiser(DiffusersDenoiser):
         from diffusers import CogVideoXTransformer3DModel
 
         folder = Path(folder).expanduser().resolve()
+        if not folder.is_dir():
+            state = "is a file, not a folder" if folder.exists() else "does not exist"
+            raise GenlabError(f"the CogVideoX folder {folder} {state}")
         missing = [f"{part}/" for part in REQUIRED_PARTS if not (folder / part).is_dir()]
         if missing:
             raise GenlabError(f"{folder} is not a diffusers CogVideoX folder: it lacks {', '.join(missing)}")
-        try:
-            transformer = CogVideoXTransformer3DModel.from_pretrained(folder / "transformer", torch_dtype=torch_dtype)
+        transformer_folder, _ = pretrained_folder(folder / "transformer", "CogVideoX transformer")
+        transformer = from_pretrained_checked(CogVideoXTransformer3DModel.from_pretrained, transformer_folder,
+                                              "CogVideoX transformer", strict=False, torch_dtype=torch_dtype)
+        with loading_errors(f"the CogVideoX scheduler from {folder / 'scheduler'}"):
             scheduler = _load_scheduler(folder / "scheduler")
-        except (OSError, ValueError) as error:
-            raise GenlabError(f"cannot load CogVideoX from {folder}: {str(error).splitlines()[0]}") from error
         return cls(folder, transformer, scheduler, prediction_type).eval()
 
     def reference(self) -> dict:
@@ -80,12 +90,25 @@ class CogVideoXDenoiser(DiffusersDenoiser):
                 "torch_dtype": str(self.model.dtype).removeprefix("torch.")}
 
     @classmethod
-    def from_reference(cls, reference: dict) -> CogVideoXDenoiser:
-        """The base a :meth:`reference` describes, loaded from its folder."""
-        dtype = getattr(torch, str(reference.get("torch_dtype", "float32")), None) if isinstance(reference, dict) else None
-        if not isinstance(dtype, torch.dtype) or "folder" not in reference:
-            raise GenlabError(f"corrupt CogVideoX reference {reference!r}: need a folder and a torch dtype")
-        return cls.from_folder(reference["folder"], dtype, reference.get("prediction_type"))
+    def from_reference(cls, reference: dict, source: Path | str | None = None) -> CogVideoXDenoiser:
+        """The base a :meth:`reference` describes, loaded from its folder; ``source`` (the file that holds the
+        reference, e.g. a camera model's ``genlab.json``) is named in errors."""
+        where = f"the CogVideoX reference in {source}" if source else "the CogVideoX reference"
+        if not isinstance(reference, dict):
+            raise GenlabError(f"{where} is corrupt: it should be a JSON object, got {reference!r}")
+        folder = json_field(reference, "folder", str, where)
+        dtype_name = json_field(reference, "torch_dtype", str, where) if "torch_dtype" in reference else "float32"
+        dtype = getattr(torch, dtype_name, None)
+        if not isinstance(dtype, torch.dtype):
+            raise GenlabError(f"{where} is corrupt: {dtype_name!r} is not a torch dtype")
+        prediction_type = reference.get("prediction_type")
+        if prediction_type is not None:
+            prediction_type = json_field(reference, "prediction_type", str, where)
+        if source and not Path(folder).expanduser().is_dir():
+            state = "is a file, not a folder" if Path(folder).expanduser().exists() else "does not exist"
+            raise GenlabError(f"{source} is a camera branch on the CogVideoX folder {folder}, which {state} (moved or "
+                              "deleted?); put the CogVideoX folder back there")
+        return cls.from_folder(folder, dtype, prediction_type)
 
     def rotary_embedding(self, x: Tensor) -> tuple[Tensor, Tensor] | None:
         """``(cos, sin)``, each ``[T·h'·w', head_dim]`` for latents ``x [B, T, C, h, w]`` (``h' = h / patch``);
@@ -159,8 +182,10 @@ def clip_geometry(base: CogVideoXDenoiser) -> ClipGeometry:
             raise GenlabError(f"{base.folder} has no vae/ to decode the transformer's {config.out_channels}-channel "
                               "latents")
         return ClipGeometry(latent_shape)
-    vae = read_json(base.folder / "vae" / "config.json", f"{base.folder}/vae has no config.json")
-    return ClipGeometry(latent_shape, int(vae["temporal_compression_ratio"]), 2 ** (len(vae["block_out_channels"]) - 1))
+    path = base.folder / "vae" / "config.json"
+    vae = read_json(path, f"{base.folder}/vae has no config.json")
+    return ClipGeometry(latent_shape, json_field(vae, "temporal_compression_ratio", int, path),
+                        2 ** (len(json_field(vae, "block_out_channels", list, path)) - 1))
 
 
 def camera_plucker(poses: Tensor, geometry: ClipGeometry) -> Tensor:
@@ -197,9 +222,11 @@ def prompt_embeddings(base: CogVideoXDenoiser, prompts: list[str]) -> Tensor:
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
-        encoder = T5EncoderModel.from_pretrained(folder / "text_encoder", torch_dtype=dtype).to(device)
-    except (OSError, ValueError, ImportError) as error:
-        raise GenlabError(f"cannot load the text encoder of {folder}: {str(error).splitlines()[0]}") from error
+    except (*LOAD_ERRORS, ImportError) as error:
+        raise GenlabError(f"cannot load the tokenizer of {folder}: {first_line(error)}") from error
+    encoder_folder, _ = pretrained_folder(folder / "text_encoder", "T5 text encoder", weights="model")
+    encoder = from_pretrained_checked(T5EncoderModel.from_pretrained, encoder_folder, "T5 text encoder",
+                                      strict=False, torch_dtype=dtype, ignore_mismatched_sizes=True).to(device)
     ids = tokenizer(prompts, padding="max_length", max_length=config.max_text_seq_length, truncation=True,
                     add_special_tokens=True, return_tensors="pt").input_ids
     return encoder(ids.to(device))[0].to(dtype)
@@ -212,7 +239,9 @@ def decode_clip(base: CogVideoXDenoiser, latents: Tensor) -> Tensor:
         return latents.float().clamp(-1, 1)
     from diffusers import AutoencoderKLCogVideoX
 
-    vae = AutoencoderKLCogVideoX.from_pretrained(base.folder / "vae", torch_dtype=base.model.dtype).to(latents.device)
+    vae_folder, _ = pretrained_folder(base.folder / "vae", "CogVideoX VAE")
+    vae = from_pretrained_checked(AutoencoderKLCogVideoX.from_pretrained, vae_folder, "CogVideoX VAE", strict=False,
+                                  torch_dtype=base.model.dtype).to(latents.device)
     vae.enable_tiling()
     frames = vae.decode(latents.permute(0, 2, 1, 3, 4).to(vae.dtype) / vae.config.scaling_factor).sample
     return frames.permute(0, 2, 1, 3, 4).float().clamp(-1, 1)

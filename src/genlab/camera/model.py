@@ -24,7 +24,9 @@ from torch import Tensor, nn
 
 from genlab.camera.cogvideox import CogVideoXDenoiser
 from genlab.camera.controlnet import PLUCKER_CHANNELS, CameraControlNet, camera_control, taps_for
+from genlab.core.checkpoint import json_field
 from genlab.core.denoiser import EDMDenoiser
+from genlab.core.loading import load_pretrained
 from genlab.core.nets import VideoDiT
 from genlab.core.nets.video_dit import first_frame_condition
 from genlab.core.video_model import (
@@ -172,19 +174,25 @@ def save_camera_model(denoiser: nn.Module, folder: Path | str) -> None:
 def load_camera_model(path: Path | str) -> nn.Module:
     """Load a model written by :func:`save_camera_model` (a run folder or its ``model/``), in eval mode."""
     folder, info = read_model_info(path, "camera", "add cameras with `genlab train camera --base VIDEO_MODEL`")
-    if info.get("variant") not in VARIANTS:
-        raise GenlabError(f"{path}: unknown camera model variant {info.get('variant')!r}")
-    if info["variant"] == "concat":
+    source = folder / MODEL_INFO_FILE
+    variant = json_field(info, "variant", str, source)
+    if variant not in VARIANTS:
+        raise GenlabError(f"{path}: unknown camera model variant {variant!r}")
+    if variant == "concat":
         net_denoiser = load_video_model(folder / "net")
         return ConcatCameraDenoiser(net_denoiser.net, net_denoiser.schedule).eval()
     if "cogvideox" in info:
-        base = CogVideoXDenoiser.from_reference(info["cogvideox"])
+        base = CogVideoXDenoiser.from_reference(info["cogvideox"], source)
     else:
         base = load_video_model(folder / "base")
-    if info["variant"] == "none":
+    if variant == "none":
         return CameraBlindDenoiser(base).eval()
-    controlnet = CameraControlNet.from_pretrained(folder / "controlnet")
-    return ControlNetCameraDenoiser(base, controlnet, tuple(info["window"])).eval()
+    window = json_field(info, "window", list, source)
+    if len(window) != 2 or not all(type(time) in (int, float) for time in window) or not 0 <= window[0] < window[1] <= 1:
+        raise GenlabError(f"{source} is corrupt: 'window' should be [start, end] with 0 <= start < end <= 1, "
+                          f"got {window!r}")
+    controlnet = load_pretrained(CameraControlNet, folder / "controlnet", "camera branch")
+    return ControlNetCameraDenoiser(base, controlnet, tuple(window)).eval()
 
 
 def trainable_parameters(denoiser: nn.Module) -> int:

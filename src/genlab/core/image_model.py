@@ -15,13 +15,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
 from torch import Tensor
 
 from genlab.core.checkpoint import json_field, read_json
 from genlab.core.config import MODEL_SIZES, SAMPLERS, ImageModelConfig
 from genlab.core.denoiser import EDMDenoiser
 from genlab.core.edm import EDMSchedule, edm_loss, karras_sigmas, network_evaluations, sample
+from genlab.core.loading import load_pretrained, read_schedule
 from genlab.core.nets import ImageDiT, ImageUNet
 from genlab.core.train import Trainer, TrainResult
 from genlab.data import load_dataset
@@ -102,21 +102,10 @@ def _checked_info(info: dict, source: Path) -> EDMSchedule:
     json_field(info, "data", str, source)
     if "method" in info:
         json_field(info, "method", str, source)
-    values = {}
-    for key, default in asdict(EDMSchedule()).items():
-        value = info.get(key, default)
-        if not _is_number(value):
-            raise GenlabError(f"{source} is corrupt: {key!r} should be a finite number, got {value!r}")
-        if key in ("sigma_data", "sigma_min", "sigma_max", "rho", "p_std") and value <= 0:
-            raise GenlabError(f"{source} is corrupt: {key!r} should be positive, got {value!r}")
-        values[key] = float(value)
-    if values["sigma_min"] >= values["sigma_max"]:
-        raise GenlabError(f"{source} is corrupt: sigma_min {values['sigma_min']} is not below "
-                          f"sigma_max {values['sigma_max']}")
     dropout = info.get("label_dropout")
     if dropout is not None and not (_is_number(dropout) and 0 <= dropout < 1):
         raise GenlabError(f"{source} is corrupt: 'label_dropout' should be a number in [0, 1), got {dropout!r}")
-    return EDMSchedule(**values)
+    return read_schedule(info, source)
 
 
 def load_image_model(path: Path | str) -> tuple[EDMDenoiser, dict]:
@@ -145,11 +134,7 @@ def load_image_model(path: Path | str) -> tuple[EDMDenoiser, dict]:
     if info["architecture"] not in by_name:
         raise GenlabError(f"{source} names an unknown architecture {info['architecture']!r}; "
                           f"expected one of {', '.join(sorted(by_name))}")
-    try:
-        net = by_name[info["architecture"]].from_pretrained(folder)
-    except (OSError, ValueError, RuntimeError, TypeError, KeyError, SafetensorError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise GenlabError(f"cannot load the model weights in {folder}: {reason}") from error
+    net = load_pretrained(by_name[info["architecture"]], folder, "image model")
     denoiser = EDMDenoiser(net, schedule).eval()
     info.update(num_classes=net.config.num_classes, channels=net.config.in_channels,
                 resolution=net.config.resolution)

@@ -16,10 +16,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from genlab.core.checkpoint import read_json
+from genlab.core.checkpoint import json_field, read_json
 from genlab.core.config import SAMPLERS, VIDEO_DATA, VIDEO_SIZES, VideoModelConfig
 from genlab.core.denoiser import EDMDenoiser
 from genlab.core.edm import EDMSchedule, edm_loss, karras_sigmas, sample
+from genlab.core.loading import load_pretrained, read_schedule
 from genlab.core.nets import VideoDiT
 from genlab.core.nets.video_dit import first_frame_condition
 from genlab.core.train import Trainer, TrainResult, unwrap
@@ -101,11 +102,14 @@ def read_model_info(path: Path | str, method: str, train_hint: str) -> tuple[Pat
     to make one (shown when there is none, or when the folder holds another method's model).
     """
     folder = Path(path)
+    if not folder.is_dir():
+        state = "is a file, not a model folder or run folder" if folder.exists() else "does not exist"
+        raise GenlabError(f"{path} holds no genlab {method} model: it {state}; {train_hint}")
     if (folder / "model" / MODEL_INFO_FILE).is_file():
         folder = folder / "model"
     info = read_json(folder / MODEL_INFO_FILE, f"{path} holds no genlab {method} model (no {MODEL_INFO_FILE}); "
                      f"{train_hint}")
-    found = info.get("method", "image")
+    found = json_field(info, "method", str, folder / MODEL_INFO_FILE) if "method" in info else "image"
     if found != method:
         article = "an" if method[0] in "aeiou" else "a"
         raise GenlabError(f"{path} holds a {found} model, not {article} {method} model; {train_hint}")
@@ -115,12 +119,8 @@ def read_model_info(path: Path | str, method: str, train_hint: str) -> tuple[Pat
 def load_video_model(path: Path | str) -> EDMDenoiser:
     """Load a model saved by :func:`save_video_model` from a run folder or its ``model/`` folder (eval mode)."""
     folder, info = read_model_info(path, "video", "train one with `genlab train video`")
-    try:
-        net = VideoDiT.from_pretrained(folder)
-    except (OSError, ValueError, RuntimeError) as error:
-        raise GenlabError(f"cannot load the video model in {folder}: {str(error).splitlines()[0]}") from error
-    schedule = EDMSchedule(**{k: info[k] for k in asdict(EDMSchedule()) if k in info})
-    return EDMDenoiser(net, schedule).eval()
+    schedule = read_schedule(info, folder / MODEL_INFO_FILE)
+    return EDMDenoiser(load_pretrained(VideoDiT, folder, "video model"), schedule).eval()
 
 
 @torch.no_grad()

@@ -18,11 +18,13 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from transformers import LlamaForCausalLM
 
-from genlab.core.checkpoint import read_json
+from genlab.core.checkpoint import json_field, read_json
 from genlab.core.denoiser import EDMDenoiser
-from genlab.core.edm import EDMSchedule, edm_loss
+from genlab.core.edm import edm_loss
 from genlab.core.image_model import MODEL_INFO_FILE, generate_images
+from genlab.core.loading import from_pretrained_checked, load_pretrained, pretrained_folder, read_schedule
 from genlab.disco.codes import code_usage, gumbel_softmax_codes
 from genlab.disco.encoder import LatentEncoder
 from genlab.disco.network import DisCoNet
@@ -32,6 +34,8 @@ from genlab.guidance import GuidanceTerm, GuidedDenoiser
 from genlab.guidance.conditions import null_class
 
 METHOD = "disco"
+#: The types of the facts ``genlab.json`` keeps beside the settings (:attr:`DisCoDiff.info`).
+INFO_KINDS = {"data": str, "num_classes": int, "channels": int, "resolution": int, "code_usage": list}
 
 
 class DisCoDiff(nn.Module):
@@ -178,21 +182,33 @@ class DisCoDiff(nn.Module):
     def from_pretrained(cls, path: Path | str) -> DisCoDiff:
         """Load a model from a run folder or its ``model/`` folder (eval mode)."""
         folder = Path(path)
+        hint = "train one with `genlab train disco`"
+        if not folder.is_dir():
+            state = "is a file, not a model folder or run folder" if folder.exists() else "does not exist"
+            raise GenlabError(f"{path} holds no genlab model: it {state}; {hint}")
         if (folder / "model" / MODEL_INFO_FILE).is_file():
             folder = folder / "model"
-        info = read_json(folder / MODEL_INFO_FILE, f"{path} holds no genlab model (no {MODEL_INFO_FILE}); "
-                                                   "train one with `genlab train disco`")
+        source = folder / MODEL_INFO_FILE
+        info = read_json(source, f"{path} holds no genlab model (no {MODEL_INFO_FILE}); {hint}")
         if info.get("method") != METHOD:
             raise GenlabError(f"{path} holds a plain image model, not DisCo-Diff; use `genlab sample image`")
-        try:
-            encoder = LatentEncoder.from_pretrained(folder / "encoder")
-            net = DisCoNet.from_pretrained(folder / "denoiser")
-            prior = LatentPrior.from_pretrained(folder / "prior") if info.get("has_prior") else None
-        except (OSError, ValueError, RuntimeError) as error:
-            raise GenlabError(f"cannot load the DisCo-Diff model in {folder}: {str(error).splitlines()[0]}") from error
-        schedule = EDMSchedule(**{k: info[k] for k in asdict(EDMSchedule()) if k in info})
-        keep = ("data", "num_classes", "channels", "resolution", "code_usage")
-        model = cls(encoder, EDMDenoiser(net, schedule), prior, temperature=info["temperature"],
-                    straight_through=info["straight_through"], latent_dropout=info["latent_dropout"],
-                    info={k: info[k] for k in keep if k in info})
-        return model.eval()
+        settings = {"temperature": json_field(info, "temperature", (int, float), source),
+                    "straight_through": json_field(info, "straight_through", bool, source),
+                    "latent_dropout": json_field(info, "latent_dropout", (int, float), source)}
+        kept = {key: json_field(info, key, kind, source) for key, kind in INFO_KINDS.items() if key in info}
+        schedule = read_schedule(info, source)
+        has_prior = json_field(info, "has_prior", bool, source) if "has_prior" in info else False
+        encoder = load_pretrained(LatentEncoder, folder / "encoder", "DisCo-Diff encoder")
+        net = load_pretrained(DisCoNet, folder / "denoiser", "DisCo-Diff denoiser")
+        prior = None
+        if has_prior:
+            prior_folder, _ = pretrained_folder(folder / "prior", "DisCo-Diff prior", weights="model")
+            lm = from_pretrained_checked(LlamaForCausalLM.from_pretrained, prior_folder, "DisCo-Diff prior",
+                                         ignore_mismatched_sizes=True)
+            shape = getattr(lm.config, "genlab_prior", None)
+            if not isinstance(shape, dict):
+                raise GenlabError(f"{prior_folder} holds no genlab DisCo-Diff prior (its config has no genlab_prior)")
+            for key in ("num_latents", "num_codes", "num_classes"):
+                json_field(shape, key, int, f"{prior_folder / 'config.json'} (genlab_prior)")
+            prior = LatentPrior(lm).eval()
+        return cls(encoder, EDMDenoiser(net, schedule), prior, **settings, info=kept).eval()

@@ -18,7 +18,9 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
+from genlab.core.checkpoint import json_field
 from genlab.core.denoiser import EDMDenoiser
+from genlab.core.loading import load_pretrained
 from genlab.core.nets import VideoDiT
 from genlab.core.nets.control import VideoDiTTaps, residual_control
 from genlab.core.video_model import MODEL_INFO_FILE, load_video_model, read_model_info, save_video_model
@@ -107,12 +109,10 @@ def save_enhancer(model: nn.Module, folder: Path | str) -> None:
 def load_enhancer(path: Path | str) -> nn.Module:
     """Load a model written by :func:`save_enhancer` (a run folder or its ``model/``), in eval mode."""
     folder, info = read_model_info(path, "enhance", "train one with `genlab train enhance`")
-    if info.get("variant") not in VARIANTS:
-        raise GenlabError(f"{path}: unknown enhancer variant {info.get('variant')!r}")
-    try:
-        if info["variant"] == "regression":
-            return RegressionEnhancer(VideoDiT.from_pretrained(folder / "net")).eval()
-        controlnet = EnhanceControlNet.from_pretrained(folder / "controlnet")
-    except (OSError, ValueError, RuntimeError) as error:
-        raise GenlabError(f"cannot load the enhancer in {folder}: {str(error).splitlines()[0]}") from error
+    variant = json_field(info, "variant", str, folder / MODEL_INFO_FILE)
+    if variant not in VARIANTS:
+        raise GenlabError(f"{path}: unknown enhancer variant {variant!r}")
+    if variant == "regression":
+        return RegressionEnhancer(load_pretrained(VideoDiT, folder / "net", "regression enhancer")).eval()
+    controlnet = load_pretrained(EnhanceControlNet, folder / "controlnet", "enhancer branch")
     return ControlNetEnhancer(load_video_model(folder / "base"), controlnet).eval()

@@ -22,10 +22,11 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from torch.nn.utils import parametrize
 
+from genlab.core.checkpoint import json_field, load_tensors, read_json
 from genlab.errors import GenlabError
 
 RAMP_FILE, MASK_FILE = "growth_ramp.json", "growth_ramp_masks.safetensors"
@@ -119,14 +120,12 @@ class GrowthRamp:
         if not (directory / VALUES_FILE).exists():
             raise GenlabError(f"{directory} has a growth ramp but no {VALUES_FILE}: it was saved by an older genlab "
                               "that lost the new weights; grow the model again")
-        progress = json.loads((directory / RAMP_FILE).read_text())
-        masks = {name: mask.bool() for name, mask in load_file(str(directory / MASK_FILE)).items()}
-        values = load_file(str(directory / VALUES_FILE))
+        masks, values, steps, done = _read_saved_ramp(model, directory)
         with torch.no_grad():
             for name, mask in masks.items():
                 parameter = model.get_parameter(name)
                 parameter[mask.to(parameter.device)] = values[name].to(parameter.device, parameter.dtype)
-        return cls(model, masks, progress["steps"], progress["done"])
+        return cls(model, masks, steps, done)
 
     def _effective_state(self, module: nn.Module, state: dict, prefix: str, metadata: dict) -> None:
         """state_dict post-hook: ``….parametrizations.weight.original`` → ``….weight`` = ``m · v`` where masked."""
@@ -159,6 +158,32 @@ class GrowthRamp:
             raise GenlabError(f"{name} has new-part values but this ramp is at m = 0; restore the saved ramp "
                               "(GrowthRamp.load / Grown.from_pretrained) instead of loading plain weights")
         return torch.where(mask, original.to(effective.device, effective.dtype), effective)
+
+
+def _read_saved_ramp(model: nn.Module, directory: Path) -> tuple[dict, dict, int, int]:
+    """``(masks, values, steps, done)`` of the ramp files in ``directory``, checked against ``model``; a
+    GenlabError naming the file that is missing, corrupt or does not fit the model."""
+    progress_file, mask_file, values_file = directory / RAMP_FILE, directory / MASK_FILE, directory / VALUES_FILE
+    progress = read_json(progress_file, f"{progress_file} is missing")
+    steps, done = json_field(progress, "steps", int, progress_file), json_field(progress, "done", int, progress_file)
+    if steps < 1 or done < 0:
+        raise GenlabError(f"{progress_file} is corrupt: need steps >= 1 and done >= 0, got {steps} and {done}")
+    masks = {name: mask.bool() for name, mask in load_tensors(mask_file).items()}
+    values = load_tensors(values_file)
+    if set(values) != set(masks):
+        raise GenlabError(f"{values_file} does not fit {mask_file}: they name other parameters")
+    for name, mask in masks.items():
+        try:
+            parameter = model.get_parameter(name)
+        except AttributeError as error:
+            raise GenlabError(f"{mask_file} does not fit the model in {directory}: it has no parameter {name}") from error
+        if mask.shape != parameter.shape:
+            raise GenlabError(f"{mask_file} does not fit the model in {directory}: the mask of {name} is "
+                              f"{list(mask.shape)}, the parameter {list(parameter.shape)}")
+        if values[name].shape != (int(mask.sum()),):
+            raise GenlabError(f"{values_file} does not fit {mask_file}: {name} has {list(values[name].shape)} values "
+                              f"for {int(mask.sum())} masked entries")
+    return masks, values, steps, done
 
 
 def remove_saved_ramp(directory: Path | str) -> None:

@@ -13,9 +13,10 @@ from functools import cache
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
+from genlab.core.checkpoint import json_field, load_weights, read_json
 from genlab.data import DATASETS
 from genlab.data.base import check_choice
 from genlab.errors import GenlabError
@@ -109,14 +110,13 @@ def load_feature_net(dataset: str) -> FeatureNet:
         raise GenlabError(
             f"no feature-net weights for {dataset!r} in {WEIGHTS_DIR}; run scripts/train_feature_nets.py"
         )
-    meta = json.loads(meta_path.read_text())
-    config = FeatureNetConfig(
-        dataset=meta["dataset"],
-        channels=meta["channels"],
-        resolution=meta["resolution"],
-        num_classes=meta["num_classes"],
-        widths=tuple(meta["widths"]),
-    )
-    net = FeatureNet(config)
-    net.load_state_dict(load_file(str(weights)))
+    meta = read_json(meta_path, f"{meta_path} is missing")
+    widths = json_field(meta, "widths", list, meta_path)
+    if not widths or not all(type(width) is int and width > 0 for width in widths):
+        raise GenlabError(f"{meta_path} is corrupt: 'widths' should be positive whole numbers, got {widths!r}")
+    sizes = {key: json_field(meta, key, int, meta_path) for key in ("channels", "resolution", "num_classes")}
+    if min(sizes.values()) < 1:
+        raise GenlabError(f"{meta_path} is corrupt: channels, resolution and num_classes should be >= 1, got {sizes}")
+    config = FeatureNetConfig(dataset=json_field(meta, "dataset", str, meta_path), widths=tuple(widths), **sizes)
+    net = load_weights(FeatureNet(config), weights)
     return net.eval().requires_grad_(False)

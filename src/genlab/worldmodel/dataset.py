@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import json
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from genlab.core.paths import existing_dir
 from genlab.errors import GenlabError
 from genlab.worldmodel.env import PushBlockEnv, scripted_action
 
@@ -86,7 +88,7 @@ def write_shards(out: Path | str, episodes: int, steps: int = 30, size: int = 64
 
 def read_shards(directory: Path | str) -> dict[str, np.ndarray]:
     """All shards of ``directory`` concatenated along episodes, checked for the expected keys and shapes."""
-    directory = Path(directory)
+    directory = existing_dir(directory, "episode data", "folder of shard-*.npz files")
     paths = sorted(directory.glob("shard-*.npz"))
     if not paths:
         raise GenlabError(f"no shard-*.npz files in {directory}")
@@ -99,17 +101,38 @@ def read_shards(directory: Path | str) -> dict[str, np.ndarray]:
 
 
 def read_shard(path: Path) -> dict[str, np.ndarray]:
-    """One shard, or a GenlabError naming the file when it is truncated, not an npz, or incomplete."""
+    """One shard, or a GenlabError naming the file when it is empty, truncated, not an npz, or incomplete."""
     try:
-        with np.load(path) as data:
+        data = np.load(path)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise GenlabError(f"{path} is not a PushBlock shard: it holds one array, not an .npz archive")
+        with data:
             missing = [key for key in KEYS if key not in data.files]
             if missing:
                 raise GenlabError(f"{path} is not a PushBlock shard: missing {missing}")
             shard = {key: data[key] for key in KEYS}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
+    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError, KeyError) as error:
         raise GenlabError(f"{path} is corrupt or not an .npz shard ({error})") from error
-    episodes, steps = shard["actions"].shape[:2]
-    frames = shard["frames"]
-    if frames.ndim != 5 or frames.shape[:2] != (episodes, steps + 1) or frames.shape[-1] != 3:
-        raise GenlabError(f"{path}: frames of shape {frames.shape} do not match actions {shard['actions'].shape}")
+    _check_shard(path, shard)
     return shard
+
+
+def _check_shard(path: Path, shard: dict[str, np.ndarray]) -> None:
+    """The arrays of one shard agree on episodes ``N`` and steps ``S`` (see the module docstring)."""
+    actions = shard["actions"]
+    if actions.ndim != 3 or len(actions) == 0:
+        raise GenlabError(f"{path} is not a PushBlock shard: actions should be [episodes >= 1, steps, action_dim], "
+                          f"got shape {list(actions.shape)}")
+    episodes, steps = actions.shape[:2]
+    expected = {"frames": ((episodes, steps + 1), 5), "rewards": ((episodes, steps), 2),
+                "states": ((episodes, steps + 1), 3), "success": ((episodes,), 1), "scripted": ((episodes,), 1)}
+    for key, (leading, ndim) in expected.items():
+        array = shard[key]
+        if array.ndim != ndim or array.shape[: len(leading)] != leading:
+            raise GenlabError(f"{path}: {key} of shape {list(array.shape)} do not match actions {list(actions.shape)}")
+    if shard["frames"].dtype != np.uint8 or shard["frames"].shape[-1] != 3:
+        raise GenlabError(f"{path}: frames should be uint8 RGB [..., H, W, 3], got {shard['frames'].dtype} "
+                          f"{list(shard['frames'].shape)}")
+    for key in ("actions", "rewards", "states"):
+        if not np.issubdtype(shard[key].dtype, np.number) or not np.isfinite(shard[key]).all():
+            raise GenlabError(f"{path}: {key} should be finite numbers")

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from genlab.core.paths import existing_dir
 from genlab.errors import GenlabError
 from genlab.worldmodel.tokenizer import ContextDecoding, VideoTokenizer
 from genlab.worldmodel.transformer import TokenCache, WorldModelTransformer
@@ -62,7 +63,7 @@ class WorldModel:
 
     @classmethod
     def from_pretrained(cls, folder: Path | str, device: str | torch.device = "cpu", **sampling) -> WorldModel:
-        folder = Path(folder)
+        folder = existing_dir(folder, "world model", "folder of a saved world model")
         if not (folder / TOKENIZER).is_dir() or not (folder / TRANSFORMER).is_dir():
             raise GenlabError(f"{folder} is not a genlab world model (it needs {TOKENIZER}/ and {TRANSFORMER}/)")
         return cls(VideoTokenizer.from_pretrained(folder / TOKENIZER).to(device),

@@ -8,6 +8,8 @@ between two frames is the mean absolute difference of those features, over all l
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from diffusers import ConfigMixin, ModelMixin
@@ -15,6 +17,7 @@ from diffusers.configuration_utils import register_to_config
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from genlab.core.loading import load_pretrained
 from genlab.worldmodel.tokenizer import conv_block
 
 STATE_DIM = 6
@@ -22,6 +25,12 @@ STATE_DIM = 6
 
 class StateNet(ModelMixin, ConfigMixin):
     """``frames [B, 3, H, W]`` in [-1, 1] -> state ``[B, 6]`` in [0, 1] (three 2-D positions)."""
+
+    @classmethod
+    def from_pretrained(cls, folder: Path | str, **kwargs) -> StateNet:
+        """diffusers' ``from_pretrained`` of a local folder, with one GenlabError naming it when it is missing,
+        corrupt or does not fit (:func:`~genlab.core.video_model.load_pretrained`)."""
+        return load_pretrained(cls, folder, "state net", super().from_pretrained, **kwargs)
 
     @register_to_config
     def __init__(self, channels: int = 32):

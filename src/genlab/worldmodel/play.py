@@ -21,23 +21,50 @@ HELP = "keys: w up, s down, a left, d right (combine, e.g. 'wd'), '.' stay, q qu
 
 
 def read_actions(path: Path | str, action_dim: int = 2) -> np.ndarray:
-    """Actions ``[N, action_dim]`` from a ``.npy`` file or a text file of one action per line
-    (numbers separated by spaces or commas; ``#`` starts a comment)."""
+    """Actions ``[N, action_dim]`` (N >= 1, finite) from a ``.npy`` file or a text file of one action per line
+    (numbers separated by spaces or commas; ``#`` starts a comment); else a GenlabError naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise GenlabError(f"action file {path} does not exist")
+        raise GenlabError(f"action file {path} {'is a folder, not a file' if path.exists() else 'does not exist'}")
     try:
         if path.suffix == ".npy":
             actions = np.load(path)
+            if not isinstance(actions, np.ndarray):
+                raise GenlabError(f"{path} is not a .npy file of one array")
         else:
-            rows = [line.split("#")[0].replace(",", " ").split() for line in path.read_text().splitlines()]
-            actions = np.array([[float(x) for x in row] for row in rows if row], dtype=np.float32)
-    except (ValueError, OSError) as error:
-        raise GenlabError(f"cannot read actions from {path}: {error}") from error
+            actions = _text_actions(path, action_dim)
+    except (ValueError, OSError, EOFError) as error:
+        message = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        raise GenlabError(f"cannot read actions from {path}: {message}") from error
     if actions.ndim != 2 or actions.shape[1] != action_dim or len(actions) == 0:
         raise GenlabError(f"{path} must hold actions of dimension {action_dim} (one per row), "
                           f"got shape {list(actions.shape)}")
+    if not np.issubdtype(actions.dtype, np.integer) and not np.issubdtype(actions.dtype, np.floating):
+        raise GenlabError(f"{path} must hold numbers, got an array of {actions.dtype}")
+    bad = np.flatnonzero(~np.isfinite(actions).all(axis=1))
+    if len(bad):
+        raise GenlabError(f"{path}: action {bad[0] + 1} is not finite ({actions[bad[0]].tolist()}); actions must "
+                          "be finite numbers")
     return actions.astype(np.float32)
+
+
+def _text_actions(path: Path, action_dim: int) -> np.ndarray:
+    """The actions of a text file, one per line; a ValueError naming the first line that is not ``action_dim``
+    numbers, or saying that there is no action."""
+    actions = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        values = line.split("#")[0].replace(",", " ").split()
+        if not values:
+            continue
+        if len(values) != action_dim:
+            raise ValueError(f"line {number} has {len(values)} values; an action is {action_dim} numbers")
+        try:
+            actions.append([float(value) for value in values])
+        except ValueError as error:
+            raise ValueError(f"line {number}: {error}") from error
+    if not actions:
+        raise ValueError(f"no actions in it (one line of {action_dim} numbers per step)")
+    return np.array(actions, dtype=np.float32)
 
 
 def key_action(keys: str) -> np.ndarray | None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +36,7 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import Tensor, nn
 
+from genlab.core.loading import load_pretrained
 from genlab.core.nets.attention import ContextAttention
 from genlab.errors import GenlabError
 from genlab.worldmodel.quantizer import VectorQuantizer
@@ -131,6 +133,12 @@ def _feature_map(tokens: Tensor) -> Tensor:
 
 class VideoTokenizer(ModelMixin, ConfigMixin):
     """See the module docstring. Token counts: :attr:`context_tokens` and :attr:`future_tokens` per frame."""
+
+    @classmethod
+    def from_pretrained(cls, folder: Path | str, **kwargs) -> VideoTokenizer:
+        """diffusers' ``from_pretrained`` of a local folder, with one GenlabError naming it when it is missing,
+        corrupt or does not fit (:func:`~genlab.core.video_model.load_pretrained`)."""
+        return load_pretrained(cls, folder, "world-model tokenizer", super().from_pretrained, **kwargs)
 
     @register_to_config
     def __init__(self, frame_size: int = 64, context_frames: int = 1, compressive: bool = True,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +30,7 @@ from diffusers.configuration_utils import register_to_config
 from torch import Tensor, nn
 from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM, LlamaModel
 
+from genlab.core.loading import load_pretrained
 from genlab.errors import GenlabError
 
 # transformers 5 renamed ``past_key_values`` to ``cache``; pass whichever this version takes
@@ -63,6 +65,12 @@ def sample_top_k(logits: Tensor, top_k: int, temperature: float, generator: torc
 
 class WorldModelTransformer(ModelMixin, ConfigMixin):
     """See the module docstring. ``future_frames`` is the training length T (longer rollouts slide)."""
+
+    @classmethod
+    def from_pretrained(cls, folder: Path | str, **kwargs) -> WorldModelTransformer:
+        """diffusers' ``from_pretrained`` of a local folder, with one GenlabError naming it when it is missing,
+        corrupt or does not fit (:func:`~genlab.core.video_model.load_pretrained`)."""
+        return load_pretrained(cls, folder, "world-model transformer", super().from_pretrained, **kwargs)
 
     @register_to_config
     def __init__(self, context_frames: int = 1, context_tokens: int = 256, future_tokens: int = 16,
