@@ -242,7 +242,7 @@ def test_bad_model_paths_are_one_line(model_dir, tmp_path, run_cli):
     a_file = tmp_path / "model.safetensors"
     a_file.write_bytes(b"")
     cases = {str(a_file): "is a file", str(tmp_path / "missing"): "does not exist",
-             str(broken["json"]): "genlab.json is corrupt", str(broken["weights"]): "cannot load the model weights"}
+             str(broken["json"]): "genlab.json is corrupt", str(broken["weights"]): "is corrupt or unreadable"}
     for model, message in cases.items():
         code, _, err = run_cli(*align_args(Path(model), tmp_path / "run", "--steps", "1"))
         assert code == 2 and message in one_error_line(err), (model, err)

@@ -78,7 +78,7 @@ def test_corrupt_model_weights_are_reported(run_cli, trained_run, tmp_path):
     shutil.copytree(trained_run / "model", broken)
     (broken / "diffusion_pytorch_model.safetensors").write_bytes(b"not a safetensors file")
     code, _, err = run_cli("sample", "image", "--model", str(broken))
-    assert code == 2 and "cannot load the model weights" in err and "Traceback" not in err
+    assert code == 2 and "is corrupt or unreadable" in err and "Traceback" not in err
 
 
 def test_class_label_out_of_range_is_rejected(run_cli, trained_run):

@@ -159,7 +159,7 @@ def test_zero_width_on_layernorm_models_warns_that_it_is_approximate():
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    (dict(operator="stack", direction="depth", factor=0.5), "factor must be a number >= 1"),
+    (dict(operator="stack", direction="depth", factor=0.5), r"factor \(--factor\) must be a number >= 1"),
     (dict(operator="stack", direction="depth", factor=2.5), "whole-number"),
     (dict(operator="direct", direction="width", factor=1.5), "whole-number"),
     (dict(operator="zero", direction="width", factor=1.1), "not divisible by the head dimension"),

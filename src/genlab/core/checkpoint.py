@@ -29,6 +29,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from genlab.core.paths import write_text_atomic
 from genlab.errors import GenlabError
 
 LATEST = "latest"
@@ -63,24 +64,8 @@ def os_reason(error: BaseException) -> str:
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    """Write ``data`` as JSON to ``path`` via a temporary file and an atomic replace; GenlabError naming
-    the file if it cannot be written (the old file, if any, is then left as it was)."""
-    path = Path(path)
-    temporary = None
-    try:
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
-                                         delete=False) as handle:
-            temporary = handle.name
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException as error:
-        if temporary is not None:
-            _unlink_quietly(Path(temporary))
-        if isinstance(error, OSError):
-            raise GenlabError(f"cannot write {path} ({os_reason(error)})") from error
-        raise
+    """Write ``data`` as JSON to ``path`` atomically (:func:`genlab.core.paths.write_text_atomic`)."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True))
 
 
 def _unlink_quietly(path: Path) -> None:

@@ -82,6 +82,27 @@ def existing_file(path: Path | str, flag: str) -> Path:
     return path
 
 
+def write_text_atomic(path: Path | str, text: str) -> None:
+    """Write ``text`` to ``path`` through a flushed temporary file beside it and an atomic replace; GenlabError
+    naming the file if it cannot be written (the old file, if any, is then left as it was)."""
+    path = Path(path)
+    temporary = None
+    try:
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
+                                         delete=False) as handle:
+            temporary = handle.name
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException as error:
+        if temporary is not None and os.path.exists(temporary):
+            os.unlink(temporary)
+        if isinstance(error, OSError):
+            raise GenlabError(f"cannot write {path} ({error.strerror or error})") from error
+        raise
+
+
 def same_path(a: Path | str, b: Path | str) -> bool:
     """Whether two paths name the same file or folder (relative vs absolute, symlinks, ``..``)."""
     return Path(a).resolve() == Path(b).resolve()

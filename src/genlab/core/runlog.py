@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
 
+from genlab.core.paths import write_text_atomic
 from genlab.errors import GenlabError
 
 matplotlib.use("Agg")
@@ -21,26 +21,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 def _write_failed(path: Path, error: OSError) -> GenlabError:
     return GenlabError(f"cannot write {path} ({error.strerror or error})")
-
-
-def _replace_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file beside it and an atomic replace."""
-    path = Path(path)
-    temporary = None
-    try:
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
-                                         delete=False) as handle:
-            temporary = handle.name
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException as error:
-        if temporary is not None and os.path.exists(temporary):
-            os.unlink(temporary)
-        if isinstance(error, OSError):
-            raise _write_failed(path, error) from error
-        raise
 
 
 def read_log(path: Path) -> list[dict]:
@@ -57,13 +37,13 @@ def read_log(path: Path) -> list[dict]:
 
 def reset_log(path: Path) -> None:
     """Start an empty log at ``path`` (replacing any old one)."""
-    _replace_text(path, "")
+    write_text_atomic(path, "")
 
 
 def truncate_log(path: Path, last_step: int) -> None:
     """Drop records after ``last_step`` (used when resuming from an earlier checkpoint)."""
     kept = [r for r in read_log(path) if isinstance(r, dict) and r.get("step", 0) <= last_step]
-    _replace_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def append_log(path: Path, record: dict) -> None:
