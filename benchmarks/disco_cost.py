@@ -24,8 +24,8 @@ from collections.abc import Callable
 
 import torch
 
+from genlab.base.image_model import ImageModelConfig, build_denoiser, image_loss
 from genlab.core.edm import karras_sigmas, sample
-from genlab.core.image_model import ImageModelConfig, build_denoiser, image_loss
 from genlab.data import load_dataset
 from genlab.disco.prior import LatentPrior, build_prior_lm
 from genlab.disco.training import PRIOR_SIZES, DisCoConfig, build_disco, stage1_loss

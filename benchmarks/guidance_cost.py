@@ -39,8 +39,8 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+from genlab.base.image_model import ImageModelConfig, build_denoiser
 from genlab.core.edm import karras_sigmas, sample
-from genlab.core.image_model import ImageModelConfig, build_denoiser
 from genlab.guidance import GuidanceTerm, guide_class_model
 from genlab.guidance.pipelines import guided_pipeline_sample
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import TensorDataset
 
+from genlab.base.image_model import ImageModelConfig, build_denoiser
 from genlab.core.edm import edm_loss
-from genlab.core.image_model import ImageModelConfig, build_denoiser
 from genlab.core.train import LoopConfig, Trainer
 from genlab.data import load_dataset
 

@@ -37,7 +37,7 @@ from genlab.align.rewards.small import (
     resize_frames,
     save_net,
 )
-from genlab.core.video_model import video_clips
+from genlab.base.video_model import video_clips
 from genlab.data.sprites import VideoClips, moving_sprites
 
 FRAMES, SIZE, TEMPORAL_SIZE = 8, 16, 32

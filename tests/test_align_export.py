@@ -15,7 +15,7 @@ from genlab.align.lora import add_lora, trainable_state
 from genlab.align.pipelines import load_pipeline_target
 from genlab.align.targets import load_target
 from genlab.align.trainer import AlignmentRun, AlignResult, apply_adapter
-from genlab.core.image_model import balanced_labels, generate_images, save_image_model
+from genlab.base.image_model import balanced_labels, generate_images, save_image_model
 from genlab.core.images import save_image_grid
 from test_align import Brightness, image_target, video_target
 from test_align_pipelines import save_tiny_sd, save_tiny_video

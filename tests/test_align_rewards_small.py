@@ -5,7 +5,7 @@ import torch
 
 from genlab.align.rewards import REWARDS, build_reward, describe_rewards, small
 from genlab.align.rewards.small import ClassProbabilityReward, MotionNet, TemporalModel, global_flow, load_net
-from genlab.core.video_model import video_clips
+from genlab.base.video_model import video_clips
 from genlab.data import load_dataset
 from genlab.data.sprites import VideoClips, moving_sprites
 from genlab.errors import GenlabError

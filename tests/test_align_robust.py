@@ -19,8 +19,8 @@ from genlab.align.config import AlignConfig
 from genlab.align.rewards import build_reward, clip_rewards
 from genlab.align.rewards.clip_rewards import AestheticMLP, load_weights
 from genlab.align.trainer import AlignmentRun
+from genlab.base.image_model import save_image_model
 from genlab.core.denoiser import EDMDenoiser
-from genlab.core.image_model import save_image_model
 from genlab.core.nets import ImageUNet
 from genlab.core.runlog import read_log
 from genlab.core.train import TrainingInterrupted

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from genlab.base.video_model import load_video_model
 from genlab.camera.model import ControlNetCameraDenoiser, load_camera_model
-from genlab.core.video_model import load_video_model
 from genlab.experiments import camera
 
 TOY = replace(camera.PRESETS["quick"], clips=8, frames=4, resolution=16, base_steps=3, camera_steps=3, batch_size=4,

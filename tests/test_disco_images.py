@@ -7,8 +7,8 @@ import imageio.v3 as iio
 import pytest
 import torch
 
+from genlab.base.image_model import load_image_model
 from genlab.cli import main
-from genlab.core.image_model import load_image_model
 from genlab.data import load_dataset
 from genlab.disco.encoder import LatentConditioner, LatentEncoder
 from genlab.disco.model import DisCoDiff

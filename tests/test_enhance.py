@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from genlab.base.video_model import save_video_model, video_clips
 from genlab.core.denoiser import EDMDenoiser
 from genlab.core.edm import edm_loss
 from genlab.core.nets import VideoDiT
-from genlab.core.video_model import save_video_model, video_clips
 from genlab.data.sprites import moving_sprites
 from genlab.enhance import (
     ControlNetEnhancer,

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
+from genlab.base.image_model import balanced_labels, generate_images, save_image_model
 from genlab.core.denoiser import EDMDenoiser
-from genlab.core.image_model import balanced_labels, generate_images, save_image_model
 from genlab.core.nets import ImageUNet
 from genlab.errors import GenlabError
 from genlab.guidance import (

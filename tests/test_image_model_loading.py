@@ -6,9 +6,9 @@ import shutil
 import pytest
 import torch
 
+from genlab.base.image_model import MODEL_INFO_FILE, load_image_model, save_image_model
 from genlab.core.denoiser import EDMDenoiser
 from genlab.core.edm import EDMSchedule
-from genlab.core.image_model import MODEL_INFO_FILE, load_image_model, save_image_model
 from genlab.core.nets import ImageUNet
 from genlab.errors import GenlabError
 

@@ -17,11 +17,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from conftest import TINY_TOKENIZER, TINY_TRANSFORMER
+from genlab.base.video_model import load_video_model, save_video_model
 from genlab.camera.controlnet import CameraControlNet
 from genlab.camera.model import ControlNetCameraDenoiser, load_camera_model, save_camera_model
 from genlab.core.denoiser import EDMDenoiser
 from genlab.core.nets import VideoDiT
-from genlab.core.video_model import load_video_model, save_video_model
 from genlab.disco.config import DisCoConfig
 from genlab.disco.model import DisCoDiff
 from genlab.disco.prior import LatentPrior, build_prior_lm

@@ -19,7 +19,7 @@ from diffusers import DDPMScheduler, StableDiffusionPipeline, StableDiffusionXLP
 from genlab.align.pipelines import load_pipeline_target
 from genlab.align.targets import load_target
 from genlab.align.trainer import apply_adapter
-from genlab.core.image_model import load_image_model, save_image_model
+from genlab.base.image_model import load_image_model, save_image_model
 from test_align import image_target
 from test_align_export import align
 from test_align_pipelines import save_tiny_sd

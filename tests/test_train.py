@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+from genlab.base.image_model import ImageModelConfig, train_image_model
 from genlab.core.checkpoint import latest_checkpoint, load_checkpoint
-from genlab.core.image_model import ImageModelConfig, train_image_model
 from genlab.core.train import LoopConfig, StepBatchSampler, Trainer
 from genlab.errors import GenlabError
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from genlab.base.config import ImageModelConfig
 from genlab.cli_lazy import LazyGroup
 from genlab.cli_options import (
     build_config,
@@ -24,7 +25,7 @@ from genlab.cli_options import (
     out_folder_option,
     report_training,
 )
-from genlab.core.config import MAX_SEED, SAMPLERS, ImageModelConfig, option
+from genlab.core.config import MAX_SEED, SAMPLERS, option
 from genlab.core.paths import IMAGE_SUFFIXES, existing_dir, output_dir, output_file
 from genlab.demo import PARTS as DEMO_PARTS
 from genlab.disco.config import DisCoConfig
@@ -142,7 +143,7 @@ def train_image(**values) -> None:
     Runs on several processes with `accelerate launch --multi_gpu --num_processes N -m
     genlab.cli train image ...` (on a CPU-only machine too; --batch-size is then the global batch).
     """
-    from genlab.core.image_model import train_image_model
+    from genlab.base.image_model import train_image_model
 
     config = build_config(ImageModelConfig, values)
     result = train_image_model(config)
@@ -177,7 +178,7 @@ def _class_labels(class_label: int | None, num: int, num_classes: int) -> torch.
     """Labels for a sample grid: every class in turn, or one class (checked against the model)."""
     import torch
 
-    from genlab.core.image_model import balanced_labels
+    from genlab.base.image_model import balanced_labels
 
     if class_label is None:
         return balanced_labels(num, num_classes) if num_classes else None
@@ -191,7 +192,7 @@ def _class_labels(class_label: int | None, num: int, num_classes: int) -> torch.
 @options_from(SampleConfig)
 def sample_image(**values) -> None:
     """Sample an image model into a PNG grid (one column per class for conditional models)."""
-    from genlab.core.image_model import generate_images, load_image_model
+    from genlab.base.image_model import generate_images, load_image_model
     from genlab.core.images import save_image_grid
 
     config = build_config(SampleConfig, values)
@@ -241,7 +242,7 @@ def evaluate(**values) -> None:
     Features come from genlab's own feature network for the data set (not Inception), so the
     distance is called FD, not FID; compare numbers only within genlab.
     """
-    from genlab.core.image_model import evaluate_image_model, load_image_model
+    from genlab.base.image_model import evaluate_image_model, load_image_model
 
     config = build_config(EvaluateConfig, values)
     out = output_file(config.out or Path(existing_dir(config.model, "--model")) / "results.json", (".json",))

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from genlab.base.config import VideoModelConfig
 from genlab.camera.config import CameraModelConfig
 from genlab.cli_options import (
     RenamedOption,
@@ -18,7 +19,7 @@ from genlab.cli_options import (
     out_folder_option,
     report_training,
 )
-from genlab.core.config import MAX_SEED, VideoModelConfig
+from genlab.core.config import MAX_SEED
 from genlab.core.paths import VIDEO_SUFFIXES, existing_dir, existing_file, output_file
 from genlab.errors import GenlabError
 
@@ -37,7 +38,7 @@ def train_video_command(**values) -> None:
     space-time attention or factorised (space, then time). The EMA model goes to <run-dir>/model;
     add a camera input with `genlab train camera --base <run-dir>`.
     """
-    from genlab.core.video_model import train_video_model
+    from genlab.base.video_model import train_video_model
 
     config = build_config(VideoModelConfig, values)
     result = train_video_model(config)
@@ -113,11 +114,11 @@ def sample_camera_command(model_dir: str, trajectory: str, strength: float | Non
     """
     import torch
 
+    from genlab.base.video_model import generate_videos
     from genlab.camera.cogvideox import CogVideoXDenoiser
     from genlab.camera.model import load_camera_model
     from genlab.camera.training import clip_plucker
     from genlab.core.images import save_video, video_grid
-    from genlab.core.video_model import generate_videos
     from genlab.data import default_intrinsics, random_scenes, render
 
     output_file(out, VIDEO_SUFFIXES)

@@ -83,7 +83,7 @@ class _GenlabTarget(AlignTarget):
 
 
 class GenlabImageTarget(_GenlabTarget):
-    """A genlab image model (:func:`genlab.core.image_model.load_image_model`)."""
+    """A genlab image model (:func:`genlab.base.image_model.load_image_model`)."""
 
     modality = "image"
 
@@ -110,7 +110,7 @@ class GenlabImageTarget(_GenlabTarget):
 
 
 class GenlabVideoTarget(_GenlabTarget):
-    """A genlab unconditional video DiT (:func:`genlab.core.video_model.load_video_model`)."""
+    """A genlab unconditional video DiT (:func:`genlab.base.video_model.load_video_model`)."""
 
     modality = "video"
     condition = None
@@ -135,9 +135,9 @@ def load_target(path: str, guidance_scale: float | None = None, num_frames: int 
     ``num_frames`` apply to pipelines only."""
     from pathlib import Path
 
+    from genlab.base.image_model import MODEL_INFO_FILE, load_image_model
+    from genlab.base.video_model import load_video_model
     from genlab.core.checkpoint import read_json
-    from genlab.core.image_model import MODEL_INFO_FILE, load_image_model
-    from genlab.core.video_model import load_video_model
 
     folder = Path(path).expanduser()
     if folder.is_file():

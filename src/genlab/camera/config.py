@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from genlab.core.config import LoopConfig, SceneClipsConfig, option
+from genlab.base.config import SceneClipsConfig
+from genlab.core.config import LoopConfig, option
 from genlab.errors import GenlabError
 
 

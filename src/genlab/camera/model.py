@@ -22,6 +22,13 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from genlab.base.video_model import (
+    MODEL_INFO_FILE,
+    first_frame_kwargs,
+    load_video_model,
+    read_model_info,
+    save_video_model,
+)
 from genlab.camera.cogvideox import CogVideoXDenoiser
 from genlab.camera.controlnet import PLUCKER_CHANNELS, CameraControlNet, camera_control, taps_for
 from genlab.core.checkpoint import json_field
@@ -29,13 +36,6 @@ from genlab.core.denoiser import EDMDenoiser
 from genlab.core.loading import load_pretrained
 from genlab.core.nets import VideoDiT
 from genlab.core.nets.video_dit import first_frame_condition
-from genlab.core.video_model import (
-    MODEL_INFO_FILE,
-    first_frame_kwargs,
-    load_video_model,
-    read_model_info,
-    save_video_model,
-)
 from genlab.errors import GenlabError
 
 VARIANTS = ("controlnet", "concat", "none")

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from genlab.base.video_model import load_video_model, scene_clips
 from genlab.camera.config import CameraModelConfig
 from genlab.camera.controlnet import CameraControlNet
 from genlab.camera.model import (
@@ -24,7 +25,6 @@ from genlab.camera.model import (
 from genlab.camera.plucker import plucker_embedding
 from genlab.core.edm import edm_loss
 from genlab.core.train import Trainer, TrainResult, unwrap
-from genlab.core.video_model import load_video_model, scene_clips
 from genlab.errors import GenlabError
 
 

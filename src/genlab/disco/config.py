@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from genlab.core.config import MODEL_SIZES, ImageModelConfig, LoopConfig, option
+from genlab.base.config import ImageModelConfig
+from genlab.core.config import MODEL_SIZES, LoopConfig, option
 from genlab.errors import GenlabError
 
 

@@ -20,10 +20,10 @@ import torch
 from torch import Tensor, nn
 from transformers import LlamaForCausalLM
 
+from genlab.base.image_model import MODEL_INFO_FILE, generate_images
 from genlab.core.checkpoint import json_field, read_json
 from genlab.core.denoiser import EDMDenoiser
 from genlab.core.edm import edm_loss
-from genlab.core.image_model import MODEL_INFO_FILE, generate_images
 from genlab.core.loading import from_pretrained_checked, load_pretrained, pretrained_folder, read_schedule
 from genlab.disco.codes import code_usage, gumbel_softmax_codes
 from genlab.disco.encoder import LatentEncoder

@@ -14,11 +14,11 @@ from pathlib import Path
 import torch
 from torch.utils.data import TensorDataset
 
+from genlab.base.image_model import drop_labels
 from genlab.core.checkpoint import discard, latest_checkpoint
 from genlab.core.config import MODEL_SIZES
 from genlab.core.denoiser import EDMDenoiser
 from genlab.core.edm import EDMSchedule
-from genlab.core.image_model import drop_labels
 from genlab.core.train import Trainer
 from genlab.data import load_dataset
 from genlab.disco.config import DisCoConfig

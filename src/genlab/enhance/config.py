@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from genlab.core.config import MAX_SEED, VIDEO_DATA, LoopConfig, check_fields, option
+from genlab.base.config import VIDEO_DATA
+from genlab.core.config import MAX_SEED, LoopConfig, check_fields, option
 from genlab.errors import GenlabError
 
 MAX_FACTOR = 8

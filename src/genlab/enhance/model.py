@@ -18,12 +18,12 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
+from genlab.base.video_model import MODEL_INFO_FILE, load_video_model, read_model_info, save_video_model
 from genlab.core.checkpoint import json_field
 from genlab.core.denoiser import EDMDenoiser
 from genlab.core.loading import load_pretrained
 from genlab.core.nets import VideoDiT
 from genlab.core.nets.control import VideoDiTTaps, residual_control
-from genlab.core.video_model import MODEL_INFO_FILE, load_video_model, read_model_info, save_video_model
 from genlab.enhance.config import VARIANTS
 from genlab.enhance.controlnet import EnhanceControlNet, space_label
 from genlab.errors import GenlabError

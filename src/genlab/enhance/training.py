@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from genlab.base.video_model import load_video_model, video_clips
 from genlab.core.edm import edm_loss
 from genlab.core.train import Trainer, TrainResult, unwrap
-from genlab.core.video_model import load_video_model, video_clips
 from genlab.enhance.config import EnhanceConfig, parse_factors
 from genlab.enhance.controlnet import EnhanceControlNet
 from genlab.enhance.degradation import degrade, key_frame_hint, trilinear_upsample

@@ -30,11 +30,11 @@ from genlab.align.rewards.small import ClassProbabilityReward, global_flow
 from genlab.align.sampling import sample_for_reward
 from genlab.align.targets import AlignTarget, GenlabImageTarget, GenlabVideoTarget
 from genlab.align.trainer import AlignmentRun, score_samples
+from genlab.base.image_model import ImageModelConfig, load_image_model, train_image_model
+from genlab.base.video_model import VideoModelConfig, load_video_model, train_video_model, video_clips
 from genlab.core.checkpoint import latest_checkpoint
-from genlab.core.image_model import ImageModelConfig, load_image_model, train_image_model
 from genlab.core.images import save_image_grid, save_video, video_grid
 from genlab.core.runlog import read_log
-from genlab.core.video_model import VideoModelConfig, load_video_model, train_video_model, video_clips
 from genlab.errors import GenlabError
 from genlab.experiments.parallel import map_in_processes
 from genlab.experiments.reporting import FrameFeatures, mean_std, timed_record

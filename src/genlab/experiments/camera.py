@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from genlab.base.video_model import VideoModelConfig, generate_videos, load_video_model, train_video_model
 from genlab.camera.model import (
     CameraBlindDenoiser,
     load_camera_model,
@@ -32,7 +33,6 @@ from genlab.camera.model import (
 )
 from genlab.camera.training import CameraModelConfig, clip_plucker, train_camera_model
 from genlab.core.images import save_video, video_grid
-from genlab.core.video_model import VideoModelConfig, generate_videos, load_video_model, train_video_model
 from genlab.data import CameraVideoDataset, default_intrinsics, random_scenes, render
 from genlab.data.trajectories import TRAJECTORIES, make_trajectory
 from genlab.experiments.parallel import map_in_processes

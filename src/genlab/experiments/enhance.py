@@ -24,8 +24,7 @@ from pathlib import Path
 
 import torch
 
-from genlab.core.images import save_video, video_grid
-from genlab.core.video_model import (
+from genlab.base.video_model import (
     VideoModelConfig,
     build_video_denoiser,
     generate_videos,
@@ -33,6 +32,7 @@ from genlab.core.video_model import (
     train_video_model,
     video_clips,
 )
+from genlab.core.images import save_video, video_grid
 from genlab.enhance.degradation import degrade, trilinear_upsample
 from genlab.enhance.inference import EnhanceSettings, enhance_video
 from genlab.enhance.model import load_enhancer

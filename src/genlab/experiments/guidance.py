@@ -19,9 +19,9 @@ import matplotlib.pyplot as plt
 import torch
 from tqdm.auto import tqdm
 
+from genlab.base.image_model import ImageModelConfig, balanced_labels, load_image_model, train_image_model
 from genlab.core.checkpoint import read_json
 from genlab.core.edm import karras_sigmas, sample
-from genlab.core.image_model import ImageModelConfig, balanced_labels, load_image_model, train_image_model
 from genlab.core.images import save_image_grid
 from genlab.core.paths import mark_created, remove_created
 from genlab.errors import GenlabError

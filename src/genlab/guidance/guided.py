@@ -17,7 +17,7 @@ conditional one go through the model as one batch.
 
 ICG's and TSG's draws come from the wrapper's own generator (:attr:`GuidedDenoiser.generator`),
 seeded from ``seed`` at construction and again by :meth:`GuidedDenoiser.manual_seed`, which
-:func:`genlab.core.image_model.generate_images` calls with its sampling seed; so a seeded run
+:func:`genlab.base.image_model.generate_images` calls with its sampling seed; so a seeded run
 gives the same images every time, whatever used torch's global RNG before.
 """
 

@@ -137,7 +137,7 @@ class VideoTokenizer(ModelMixin, ConfigMixin):
     @classmethod
     def from_pretrained(cls, folder: Path | str, **kwargs) -> VideoTokenizer:
         """diffusers' ``from_pretrained`` of a local folder, with one GenlabError naming it when it is missing,
-        corrupt or does not fit (:func:`~genlab.core.video_model.load_pretrained`)."""
+        corrupt or does not fit (:func:`~genlab.base.video_model.load_pretrained`)."""
         return load_pretrained(cls, folder, "world-model tokenizer", super().from_pretrained, **kwargs)
 
     @register_to_config

@@ -22,14 +22,14 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from genlab.core.edm import network_evaluations
-from genlab.core.image_model import (
+from genlab.base.image_model import (
     ImageModelConfig,
     balanced_labels,
     generate_images,
     load_image_model,
     train_image_model,
 )
+from genlab.core.edm import network_evaluations
 from genlab.core.images import save_image_grid
 from genlab.data import load_dataset
 from genlab.disco.model import DisCoDiff

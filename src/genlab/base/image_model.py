@@ -17,8 +17,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from genlab.base.config import ImageModelConfig
 from genlab.core.checkpoint import json_field, read_json
-from genlab.core.config import MODEL_SIZES, SAMPLERS, ImageModelConfig
+from genlab.core.config import MODEL_SIZES, SAMPLERS
 from genlab.core.denoiser import EDMDenoiser
 from genlab.core.edm import EDMSchedule, edm_loss, karras_sigmas, network_evaluations, sample
 from genlab.core.loading import load_pretrained, read_schedule

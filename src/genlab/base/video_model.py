@@ -16,8 +16,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from genlab.base.config import VIDEO_DATA, VideoModelConfig
 from genlab.core.checkpoint import json_field, read_json
-from genlab.core.config import SAMPLERS, VIDEO_DATA, VIDEO_SIZES, VideoModelConfig
+from genlab.core.config import SAMPLERS, VIDEO_SIZES
 from genlab.core.denoiser import EDMDenoiser
 from genlab.core.edm import EDMSchedule, edm_loss, karras_sigmas, sample
 from genlab.core.loading import load_pretrained, read_schedule

@@ -1,0 +1,69 @@
+"""Settings of the base image and video models, importable without torch (``genlab --help`` reads them).
+
+:class:`ImageModelConfig` and :class:`VideoModelConfig` extend the loop's :class:`~genlab.core.config.LoopConfig`
+with the flags of ``genlab train image`` and ``genlab train video``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from genlab.core.config import ATTENTION_MODES, MAX_SEED, MODEL_SIZES, VIDEO_SIZES, LoopConfig, option
+from genlab.data import DATASETS
+from genlab.errors import GenlabError
+
+VIDEO_DATA = ("scenes", "sprites", "mixed")
+
+
+@dataclass
+class ImageModelConfig(LoopConfig):
+    """Everything ``genlab train`` needs for an image diffusion model."""
+
+    data: str = option("digits", "data set", choices=DATASETS)
+    resolution: int | None = option(None, "image size in pixels (default: the data set's)", type=int, min=8)
+    arch: str = option("unet", "backbone", choices=tuple(MODEL_SIZES))
+    size: str = option("tiny", "backbone size preset", choices=("tiny", "small"))
+    conditional: bool = option(True, "class-conditional model (else unconditional)")
+    label_dropout: float = option(0.0, "probability of replacing the label by the null label (for CFG)", min=0, max=0.99)
+    run_dir: str = option("runs/train/default", "run folder: config, checkpoints, log, figures, model")
+    resume: bool = option(False, "continue the run in --run-dir from its latest checkpoint")
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0 <= self.label_dropout < 1:
+            raise GenlabError(f"--label-dropout must be in [0, 1), got {self.label_dropout}")
+        if self.label_dropout > 0 and not self.conditional:
+            raise GenlabError("--label-dropout needs a --conditional model")
+
+
+@dataclass
+class SceneClipsConfig:
+    """Which procedural scene clips to train on (shared by ``genlab train video`` and ``train camera``)."""
+
+    clips: int = option(2000, "number of training clips (3-D scenes under random camera paths)", min=1)
+    data_seed: int = option(0, "seed of the scenes and camera paths", min=0, max=MAX_SEED)
+
+
+@dataclass
+class VideoModelConfig(SceneClipsConfig, LoopConfig):
+    """Everything ``genlab train video`` needs."""
+
+    steps: int = option(3000, "total optimiser steps", min=1)
+    batch_size: int = option(16, "global batch size (split across processes)", min=1)
+    lr: float = option(1e-3, "peak learning rate (Adam)", above=0)
+    frames: int = option(8, "frames per clip", min=2)
+    resolution: int = option(32, "frame size in pixels", min=4)
+    size: str = option("tiny", "backbone size preset", choices=tuple(VIDEO_SIZES))
+    attention: str = option("full", "space-time attention: full, or factorised (space, then time)",
+                            choices=ATTENTION_MODES)
+    first_frame: bool = option(True, "condition on the clip's first frame (image-to-video)")
+    data: str = option("scenes", "training clips: 3-D scenes under camera paths, moving sprites, or mixed (half "
+                       "each)", choices=VIDEO_DATA)
+    run_dir: str = option("runs/train/video", "run folder: config, checkpoints, log, figures, model")
+    resume: bool = option(False, "continue the run in --run-dir from its latest checkpoint")
+
+    def validate(self) -> None:
+        super().validate()
+        patch = VIDEO_SIZES[self.size]["patch_size"]
+        if self.resolution % patch:
+            raise GenlabError(f"--resolution must be a multiple of the patch size {patch}, got {self.resolution}")
