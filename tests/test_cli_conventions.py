@@ -11,7 +11,7 @@ import click
 import pytest
 
 from genlab.cli import cli
-from genlab.cli_options import RenamedOption
+from genlab.cli.options import RenamedOption
 
 HEAVY = ("torch", "diffusers", "transformers", "accelerate")
 

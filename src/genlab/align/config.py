@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from genlab.core.config import MAX_SEED, check_fields, option
+from genlab.core.config import RunConfig, check_fields, option
 from genlab.errors import GenlabError
 
 METHODS = ("vader", "ddpo")
@@ -15,8 +15,9 @@ FRAME_MODES = "all | random | every-N"
 
 
 @dataclass
-class AlignConfig:
-    """Everything ``genlab align`` needs besides the model and the reward."""
+class AlignConfig(RunConfig):
+    """Everything ``genlab align`` needs besides the model and the reward (the run settings shared with
+    ``genlab train`` come from :class:`~genlab.core.config.RunConfig`)."""
 
     method: str = option("vader", "vader: back-propagate the reward; ddpo: PPO on the sampler's log-probabilities",
                          choices=METHODS)
@@ -25,7 +26,6 @@ class AlignConfig:
                              min=1)
     accumulate: int = option(1, "micro-batches per update (gradient accumulation)", min=1)
     lr: float = option(1e-3, "learning rate (AdamW)", above=0)
-    grad_clip: float = option(1.0, "clip the gradient norm to this (0 = off)", min=0)
     sampling_steps: int = option(20, "sampler steps per sample", min=1)
     eta: float = option(1.0, "sampler stochasticity: 0 = DDIM (deterministic), 1 = DDPM; DDPO needs > 0",
                        min=0, max=1)
@@ -43,14 +43,9 @@ class AlignConfig:
     prompts: str = option("", "text models: a file with one prompt per line, or prompts separated by '|'")
     ddpo_clip: float = option(1e-4, "DDPO: PPO clip range of the probability ratio", above=0)
     ddpo_epochs: int = option(1, "DDPO: optimisation passes over each batch of trajectories", min=1)
-    seed: int = option(0, "seed for conditions, noise and frame choice", min=0, max=MAX_SEED)
     run_dir: str = option("runs/align/default", "run folder: config, checkpoints, log, curves, adapter")
     checkpoint_every: int = option(25, "save a checkpoint every N updates (and at the end)", min=1)
-    keep_checkpoints: int = option(2, "how many checkpoints to keep", min=1)
     resume: bool = option(False, "continue the run in --run-dir from its latest checkpoint")
-    progress: bool = option(True, "show a progress bar")
-    overwrite: bool = option(False, "start afresh in a run folder that already holds a run's files (config, log, "
-                             "checkpoints, adapter), replacing them")
 
     def validate(self) -> None:
         """Raise GenlabError naming the first bad setting: the declared bounds of every number (finite

@@ -1,7 +1,7 @@
 """Settings of the core models, importable without torch (``genlab --help`` reads them).
 
 :func:`option` declares a dataclass field together with its ``genlab`` flag (help text, choices,
-an old spelling): :func:`genlab.cli_options.options_from` turns each field into ``--field-name``.
+an old spelling): :func:`genlab.cli.options.options_from` turns each field into ``--field-name``.
 :class:`LoopConfig` holds the shared training loop's settings; the base models' settings extend it in
 :mod:`genlab.base.config`.
 """
@@ -35,8 +35,10 @@ MAX_SEED = 2**32 - 1  # seeds are mixed with step numbers into 64-bit generator 
 
 def option(default, help: str, **metadata):
     """A dataclass field carrying its CLI help text and, in ``metadata``, ``type``, ``choices``,
-    ``renamed_from`` (a deprecated spelling of the flag; see :mod:`genlab.cli_options`) and bounds:
-    ``min`` / ``max`` (inclusive) and ``above`` (exclusive lower bound). Float fields must be finite."""
+    ``renamed_from`` (a deprecated spelling of the flag; see :mod:`genlab.cli.options`) and bounds:
+    ``min`` / ``max`` (inclusive) and ``above`` (exclusive lower bound); a bool field with ``flag=True`` is a
+    plain ``--name`` flag rather than a ``--name/--no-name`` switch, and ``default=dataclasses.MISSING`` makes
+    the flag required. Float fields must be finite."""
     return field(default=default, metadata={"help": help, **metadata})
 
 
@@ -69,24 +71,33 @@ def check_fields(config) -> None:
 
 
 @dataclass
-class LoopConfig:
-    """Settings of the shared training loop (each is a ``genlab train`` flag)."""
+class RunConfig:
+    """Settings every genlab training run shares, whichever loop runs it: the shared
+    :class:`~genlab.core.train.Trainer` (:class:`LoopConfig`) or the alignment trainer (``AlignConfig``).
+    A subclass re-declares a field only to give it another default or help."""
 
     steps: int = option(2000, "total optimiser steps", min=1)
     batch_size: int = option(64, "global batch size (split across processes)", min=1)
     lr: float = option(2e-3, "peak learning rate (Adam)", above=0)
-    warmup_steps: int = option(100, "linear learning-rate warm-up steps", min=0)
-    ema_decay: float = option(0.999, "EMA decay per step (warmed up as (1+s)/(10+s))", min=0)
     grad_clip: float = option(1.0, "clip the gradient norm to this (0 = off)", min=0)
-    mixed_precision: str = option("no", "autocast precision", choices=MIXED_PRECISION)
     checkpoint_every: int = option(500, "save a checkpoint every N steps (and at the end)", min=1)
     keep_checkpoints: int = option(2, "how many checkpoints to keep", min=1)
-    log_every: int = option(25, "write a log.jsonl record every N steps", min=1)
-    seed: int = option(0, "seed for data order, noise and initialisation", min=0, max=MAX_SEED)
-    num_workers: int = option(0, "DataLoader worker processes", min=0)
+    seed: int = option(0, "seed of the run's random draws (data order or conditions, noise, initialisation)",
+                       min=0, max=MAX_SEED)
     progress: bool = option(True, "show a progress bar")
     overwrite: bool = option(False, "start afresh in a run folder that already holds a run's files (config, log, "
-                             "model), replacing them")
+                             "checkpoints, model or adapter), replacing them")
+
+
+@dataclass
+class LoopConfig(RunConfig):
+    """Settings of the shared training loop (each is a ``genlab train`` flag)."""
+
+    warmup_steps: int = option(100, "linear learning-rate warm-up steps", min=0)
+    ema_decay: float = option(0.999, "EMA decay per step (warmed up as (1+s)/(10+s))", min=0)
+    mixed_precision: str = option("no", "autocast precision", choices=MIXED_PRECISION)
+    log_every: int = option(25, "write a log.jsonl record every N steps", min=1)
+    num_workers: int = option(0, "DataLoader worker processes", min=0)
 
     def validate(self) -> None:
         """Raise GenlabError naming the first bad field."""
@@ -95,3 +106,16 @@ class LoopConfig:
             raise GenlabError(f"--ema-decay must be in [0, 1), got {self.ema_decay}")
         if self.mixed_precision not in MIXED_PRECISION:
             raise GenlabError(f"--mixed-precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
+
+
+@dataclass
+class SamplingConfig:
+    """Settings shared by the commands that sample a trained model (``genlab sample image|disco``,
+    ``genlab evaluate``)."""
+
+    model: str = option("runs/train/default", "image model: a run folder of `genlab train image` or its model/ "
+                        "folder", renamed_from="--run")
+    sampling_steps: int = option(18, "noise levels of the sampler (Heun uses 2*steps-1 network calls)",
+                                 renamed_from="--steps", min=1)
+    sampler: str = option("heun", "ODE solver", choices=SAMPLERS)
+    seed: int = option(0, "noise seed", min=0, max=MAX_SEED)

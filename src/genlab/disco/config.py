@@ -1,12 +1,12 @@
-"""Settings of ``genlab train disco`` and their checks, importable without torch (``genlab --help``
-reads them)."""
+"""Settings of ``genlab train disco`` and ``genlab sample disco`` and their checks, importable without
+torch (``genlab --help`` reads them)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from genlab.base.config import ImageModelConfig
-from genlab.core.config import MODEL_SIZES, LoopConfig, option
+from genlab.core.config import MAX_SEED, MODEL_SIZES, LoopConfig, SamplingConfig, option
 from genlab.errors import GenlabError
 
 
@@ -53,3 +53,18 @@ class DisCoConfig(ImageModelConfig):
                           log_every=min(50, self.prior_steps), seed=self.seed, progress=self.progress,
                           # a resumed run whose prior had no checkpoint yet restarts that stage afresh
                           overwrite=self.overwrite or self.resume)
+
+
+@dataclass
+class DisCoSampleConfig(SamplingConfig):
+    """Settings of ``genlab sample disco``: the shared sampling settings plus the latent prior's."""
+
+    model: str = option("runs/disco/default", "DisCo-Diff model: a run folder of `genlab train disco` or its "
+                        "model/ folder", renamed_from="--run")
+    seed: int = option(0, "seed of the prior's draws and of the noise", min=0, max=MAX_SEED)
+    out: str | None = option(None, "PNG to write (default: <model>/samples.png)", type=str)
+    num: int = option(100, "number of images", min=1)
+    class_label: int | None = option(None, "draw only this class (default: every class in turn)", type=int, min=0)
+    prior_temperature: float = option(1.0, "temperature of the latent prior (1 = as learned, lower = likelier codes)",
+                                      above=0)
+    latent_scale: float = option(1.0, "classifier-free guidance on the latents, w (1 = none)")

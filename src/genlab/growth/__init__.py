@@ -6,8 +6,10 @@ G_random) depthwise or widthwise to a Hugging Face ``LlamaForCausalLM`` or ``GPT
 :mod:`.lm` the download-free testbed behind ``genlab reproduce growth``.
 """
 
-from genlab.growth.architectures import ARCHITECTURES, architecture_of
-from genlab.growth.operators import OPERATORS, Grown, canonical_operator, grow
-from genlab.growth.ramp import GrowthRamp
+from genlab.lazy import lazy_exports
 
-__all__ = ["ARCHITECTURES", "OPERATORS", "Grown", "GrowthRamp", "architecture_of", "canonical_operator", "grow"]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".architectures": ("ARCHITECTURES", "architecture_of"),
+    ".operators": ("OPERATORS", "Grown", "canonical_operator", "grow"),
+    ".ramp": ("GrowthRamp",),
+})

@@ -1,19 +1,12 @@
-"""The alignment commands of the ``genlab`` CLI: ``align`` and ``reproduce align`` (registered in
-:mod:`genlab.cli`)."""
+"""The alignment command of the ``genlab`` CLI: ``align`` (registered in :mod:`genlab.cli`;
+``reproduce align`` is made in :mod:`genlab.cli.reproduce`)."""
 
 from __future__ import annotations
 
 import click
 
 from genlab.align.config import AlignConfig
-from genlab.cli_options import (
-    RenamedOption,
-    build_config,
-    num_workers_option,
-    number,
-    options_from,
-    out_folder_option,
-)
+from genlab.cli.options import RenamedOption, build_config, number, options_from
 
 REWARD_HELP = ("reward to maximise: class, brightness, colourfulness, motion-left/right/up/down, "
                "flow-left/right/up/down, temporal "
@@ -68,25 +61,3 @@ def align_command(model_path: str, reward_name: str, reward_path: str | None, re
         click.echo(f"{config.method}: {result.steps} updates, {result.queries} reward queries, last mean reward "
                    f"{result.last_reward:.4f}; curve in {result.run_dir / 'reward.png'}")
         click.echo(result.adapter_note)
-
-
-@click.command("align")
-@click.option("--quick", is_flag=True, help="two arms, one seed, tiny base models (about 3 minutes on 2 cores; the "
-              "full preset, four arms and three seeds, about an hour)")
-@num_workers_option()
-@out_folder_option("runs/reproduce/align")
-def reproduce_align_command(quick: bool, num_workers: int, out) -> None:
-    """VADER (Prabhudesai et al. 2024) at small scale: reward-gradient alignment with K = 1 and a larger K
-    against DDPO, on digits models (p(class 3); brightness trained on labels 0-4 and checked on the
-    held-out 5-9) and a sprite video model (leftward optical flow; temporal consistency), over several
-    seeds: reward against reward queries and wall time, the queries VADER needs to reach DDPO's final
-    reward, diversity kept and FD to the data. Writes results.json, report.md, curves.png and sample
-    grids/GIFs; finished stages in --out are reused.
-    """
-    from pathlib import Path
-
-    from genlab.experiments.align import PRESETS, run
-
-    results = run(Path(out), PRESETS["quick" if quick else "full"], num_workers)
-    click.echo((Path(out) / "report.md").read_text())
-    click.echo(f"results in {out} ({len(results['runs'])} alignment runs)")

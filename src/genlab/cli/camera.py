@@ -1,24 +1,16 @@
-"""The video and camera-control commands of the ``genlab`` CLI: ``train video``, ``train camera``,
-``sample camera`` and ``reproduce camera`` (registered on the groups in :mod:`genlab.cli`)."""
+"""The video and camera-control commands of the ``genlab`` CLI: ``train video``, ``train camera`` and
+``sample camera`` (registered on the groups in :mod:`genlab.cli`; ``reproduce camera`` is made in
+:mod:`genlab.cli.reproduce`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from genlab.base.config import VideoModelConfig
 from genlab.camera.config import CameraModelConfig
-from genlab.cli_options import (
-    RenamedOption,
-    build_config,
-    num_workers_option,
-    number,
-    options_from,
-    out_folder_option,
-    report_training,
-)
+from genlab.cli.options import RenamedOption, number, options_from, run_training
 from genlab.core.config import MAX_SEED
 from genlab.core.paths import VIDEO_SUFFIXES, existing_dir, existing_file, output_file
 from genlab.errors import GenlabError
@@ -40,9 +32,7 @@ def train_video_command(**values) -> None:
     """
     from genlab.base.video_model import train_video_model
 
-    config = build_config(VideoModelConfig, values)
-    result = train_video_model(config)
-    report_training(result, "video model", config.run_dir)
+    run_training(train_video_model, VideoModelConfig, values, "video model")
 
 
 @click.command("camera")
@@ -58,9 +48,7 @@ def train_camera_command(**values) -> None:
     """
     from genlab.camera.training import train_camera_model
 
-    config = build_config(CameraModelConfig, values)
-    result = train_camera_model(config)
-    report_training(result, "camera model", config.run_dir)
+    run_training(train_camera_model, CameraModelConfig, values, "camera model")
 
 
 def _requested_poses(trajectory: str, poses_file: str | None, frames: int, strength: float | None,
@@ -157,24 +145,3 @@ def _sample_cogvideox_camera(model, trajectory: str, strength: float | None, pos
                                 guidance_scale=guidance_scale, progress=True)
     save_video(video_grid(clip.cpu(), columns=1, padding=0, scale=max(1, 128 // geometry.width)), out, fps=8)
     click.echo(f"{geometry.frames} frames ({model.variant} model on CogVideoX {model.base.folder}) in {out}")
-
-
-@click.command("camera")
-@click.option("--quick", is_flag=True, help="300 clips at 16×16, short training (about 1 minute on 2 idle cores; "
-              "the full preset, 3,000 clips at 32×32, about an hour on 2 shared cores)")
-@num_workers_option()
-@out_folder_option("runs/reproduce/camera")
-def reproduce_camera_command(quick: bool, num_workers: int, out: str) -> None:
-    """VD3D (Bahmani et al. 2024) at small scale: a base video DiT (first frame in, no camera) vs
-    the VD3D ControlNet on Plücker frames (base frozen) vs the naive baseline (Plücker concatenated
-    to the input, whole model fine-tuned), on held-out procedural scenes under orbit, pan, tilt,
-    dolly and random paths. Scores: rotation and translation error of the cameras a pose estimator
-    reads off the generated clips, PSNR against the true rendering, FD of frames, trainable
-    parameters and training time per step. Writes results.json, report.md and trajectories.gif/.mp4;
-    finished stages in --out are reused.
-    """
-    from genlab.experiments import camera
-
-    camera.run(Path(out), camera.PRESETS["quick" if quick else "full"], workers=num_workers)
-    click.echo((Path(out) / "report.md").read_text())
-    click.echo(f"results and trajectories video in {out}")

@@ -1,20 +1,11 @@
-"""The video-enhancement commands of the ``genlab`` CLI: ``enhance``, ``train enhance`` and
-``reproduce enhance`` (registered in :mod:`genlab.cli`)."""
+"""The video-enhancement commands of the ``genlab`` CLI: ``enhance`` and ``train enhance`` (registered in
+:mod:`genlab.cli`; ``reproduce enhance`` is made in :mod:`genlab.cli.reproduce`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from genlab.cli_options import (
-    build_config,
-    num_workers_option,
-    number,
-    options_from,
-    out_folder_option,
-    report_training,
-)
+from genlab.cli.options import build_config, number, options_from, run_training
 from genlab.core.paths import VIDEO_SUFFIXES, existing_dir, existing_file, output_file
 from genlab.enhance.config import MAX_FACTOR, EnhanceConfig, EnhanceSettings
 
@@ -33,9 +24,7 @@ def train_enhance_command(**values) -> None:
     """
     from genlab.enhance.training import train_enhancer
 
-    config = build_config(EnhanceConfig, values)
-    result = train_enhancer(config)
-    report_training(result, "enhancer", config.run_dir)
+    run_training(train_enhancer, EnhanceConfig, values, "enhancer")
 
 
 @click.command("enhance")
@@ -71,23 +60,3 @@ def enhance_command(input_path: str, model_dir: str, space: int, time_factor: in
     save_video(video_grid(enhanced, columns=1, padding=0), out, fps=rate)
     click.echo(f"{low.shape[0]} frames of {low.shape[-2]}×{low.shape[-1]} -> {enhanced.shape[1]} frames of "
                f"{enhanced.shape[-2]}×{enhanced.shape[-1]} ({model.variant} enhancer) in {out}")
-
-
-@click.command("enhance")
-@click.option("--quick", is_flag=True, help="300 clips at 16×16, short training (under a minute on 2 idle cores; "
-              "the full preset, 3,000 clips at 32×32, over an hour)")
-@num_workers_option()
-@out_folder_option("runs/reproduce/enhance")
-def reproduce_enhance_command(quick: bool, num_workers: int, out: str) -> None:
-    """VEnhancer (He et al. 2024) at small scale: trilinear up-sampling vs an L2 regression video DiT vs
-    the ControlNet enhancer on a frozen base, on held-out clips degraded by trained and unseen (s, k):
-    PSNR, SSIM, FD of frames, temporal error. Also noise augmentation on/off on generated
-    low-resolution videos, the SDEdit start level, and a long video with chunks blended at every
-    step vs hard chunk borders. Writes results.json, report.md and side_by_side.gif/.mp4; finished
-    stages in --out are reused.
-    """
-    from genlab.experiments import enhance
-
-    enhance.run(Path(out), enhance.PRESETS["quick" if quick else "full"], workers=num_workers)
-    click.echo((Path(out) / "report.md").read_text())
-    click.echo(f"results and side-by-side video in {out}")

@@ -1,22 +1,14 @@
-"""The world-model commands of the ``genlab`` CLI: ``train tokenizer``, ``train worldmodel``,
-``reproduce worldmodel`` and ``play`` (registered on the groups in :mod:`genlab.cli`)."""
+"""The world-model commands of the ``genlab`` CLI: ``train tokenizer``, ``train worldmodel`` and ``play``
+(registered on the groups in :mod:`genlab.cli`; ``reproduce worldmodel`` is made in
+:mod:`genlab.cli.reproduce`)."""
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
-from genlab.cli_options import (
-    RenamedOption,
-    build_config,
-    num_workers_option,
-    number,
-    options_from,
-    out_folder_option,
-    report_training,
-)
+from genlab.cli.options import RenamedOption, number, options_from, run_training
 from genlab.core.config import MAX_SEED
 from genlab.core.paths import VIDEO_SUFFIXES, existing_dir, existing_file, output_file
 from genlab.errors import GenlabError
@@ -36,9 +28,7 @@ def train_tokenizer_command(**values) -> None:
     """
     from genlab.worldmodel.training import train_tokenizer
 
-    config = build_config(TokenizerConfig, values)
-    result = train_tokenizer(config)
-    report_training(result, "tokenizer", config.run_dir)
+    run_training(train_tokenizer, TokenizerConfig, values, "tokenizer")
 
 
 @click.command("worldmodel")
@@ -53,29 +43,7 @@ def train_worldmodel_command(**values) -> None:
     """
     from genlab.worldmodel.training import train_transformer
 
-    config = build_config(TransformerConfig, values)
-    result = train_transformer(config)
-    report_training(result, "world model", config.run_dir)
-
-
-@click.command("worldmodel")
-@click.option("--quick", is_flag=True, help="100 episodes, short training, 4 control episodes (about 2.5 minutes on 2 "
-              "cores; the full preset takes about 50)")
-@num_workers_option()
-@out_folder_option("runs/reproduce/worldmodel")
-def reproduce_worldmodel_command(quick: bool, num_workers: int, out: str) -> None:
-    """iVideoGPT (Wu et al. 2024) on the built-in PushBlock world: compressive vs per-frame
-    tokenizer and action-conditioned vs action-free transformer, scored on held-out episodes by
-    PSNR/SSIM (mean and best of N samples), FD, agent position error and rollout speed, at 32×32;
-    then CEM model-predictive control scored by the world model's reward head or by its imagined
-    frames, vs a random policy vs the true simulator.
-    Writes results.json, report.md and rollout.gif/.mp4. Finished stages in --out are reused.
-    """
-    from genlab.experiments import worldmodel
-
-    worldmodel.run(Path(out), worldmodel.PRESETS["quick" if quick else "full"], workers=num_workers)
-    click.echo((Path(out) / "report.md").read_text())
-    click.echo(f"results and rollout video in {out}")
+    run_training(train_transformer, TransformerConfig, values, "world model")
 
 
 @click.command()

@@ -2,8 +2,9 @@
 
 A field declared with :func:`genlab.core.config.option` becomes ``--field-name`` with its help
 text, default, type (from the default, or ``type=`` in its metadata) and choices; a bool field
-becomes a ``--name/--no-name`` switch. A field with ``renamed_from="--old-name"`` still accepts the
-old spelling for one release (:class:`RenamedOption`).
+becomes a ``--name/--no-name`` switch (or a plain ``--name`` flag with ``flag=True``); a field without a
+default is a required option. A field with ``renamed_from="--old-name"`` still accepts the old
+spelling for one release (:class:`RenamedOption`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable
 
 import click
 
-from genlab.core.config import check_fields, check_value
+from genlab.core.config import check_fields, check_value, flag_name
 from genlab.core.paths import output_dir
 from genlab.errors import GenlabError
 
@@ -104,12 +105,19 @@ def number(kind: type = float, min=None, max=None, above=None) -> Number:  # noq
 
 
 def _option(config_field: dataclasses.Field) -> Callable:
-    flag = "--" + config_field.name.replace("_", "-")
-    default = config_field.default
+    flag = flag_name(config_field.name)
+    required = config_field.default is dataclasses.MISSING
+    default = None if required else config_field.default
     meta = config_field.metadata
-    common = {"default": default, "help": meta.get("help"), "show_default": default is not None}
+    common = {"help": meta.get("help"), "show_default": default is not None}
+    if required:  # without a default: click counts any default, None too, as a value given
+        common["required"] = True
+    else:
+        common["default"] = default
     if "renamed_from" in meta:
         common.update(cls=RenamedOption, renamed_from=meta["renamed_from"])
+    if isinstance(default, bool) and meta.get("flag"):
+        return click.option(flag, config_field.name, is_flag=True, default=default, help=meta.get("help"))
     if isinstance(default, bool):
         return click.option(f"{flag}/--no-{flag[2:]}", config_field.name, **common)
     if "choices" in meta:
@@ -137,6 +145,9 @@ def echo_once(message: str) -> None:
         click.echo(message)
 
 
-def report_training(result, what: str, run_dir: str) -> None:
-    """The last line of a ``genlab train`` command: steps, last loss and where the model is."""
-    echo_once(f"trained {result.steps} steps (last loss {result.last_loss:.4f}); {what} in {run_dir}/model")
+def run_training(trainer: Callable, config_class: type, values: dict, what: str) -> None:
+    """The body of a ``genlab train`` command: build ``config_class`` from the flags, train it with ``trainer``
+    and print the last line: steps, last loss and where the model (``what``) is."""
+    config = build_config(config_class, values)
+    result = trainer(config)
+    echo_once(f"trained {result.steps} steps (last loss {result.last_loss:.4f}); {what} in {config.run_dir}/model")
