@@ -10,16 +10,12 @@ from genlab.align.checkpointing import enable_block_checkpointing
 from genlab.align.config import AlignConfig
 from genlab.align.lora import add_lora, trainable_parameters
 from genlab.align.rewards.base import Reward, to_unit_range
-from genlab.align.sampling import (
-    ancestral_scales,
-    sample_for_reward,
-    step_log_prob,
-    step_mean,
-    stochastic_steps,
-)
+from genlab.align.sampling import sample_for_reward, step_log_prob, stochastic_steps
 from genlab.align.targets import GenlabImageTarget, GenlabVideoTarget
 from genlab.align.trainer import AlignmentRun, apply_adapter, choose_frames, score_samples
+from genlab.base.info import ImageModelInfo
 from genlab.core.denoiser import EDMDenoiser
+from genlab.core.edm import ancestral_mean, ancestral_scales
 from genlab.core.nets import ImageUNet, VideoDiT
 from genlab.core.runlog import read_log
 from genlab.errors import GenlabError
@@ -44,8 +40,8 @@ def randomised(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 def image_target(seed: int = 0) -> GenlabImageTarget:
     net = ImageUNet(in_channels=1, resolution=8, num_classes=NUM_CLASSES, base_channels=8, channel_mults=(1, 2),
                     num_res_blocks=1, attention_levels=(1,))
-    info = {"num_classes": NUM_CLASSES, "channels": 1, "resolution": 8}
-    return GenlabImageTarget(EDMDenoiser(randomised(net, seed)).eval(), info)
+    denoiser = EDMDenoiser(randomised(net, seed)).eval()
+    return GenlabImageTarget(denoiser, ImageModelInfo.of(denoiser, "digits"))
 
 
 def video_target(seed: int = 0) -> GenlabVideoTarget:
@@ -124,10 +120,10 @@ def test_with_k_1_only_the_last_denoiser_call_builds_a_graph_and_its_gradient_is
     with torch.no_grad():
         for i in range(4):
             down, up = ancestral_scales(sigmas[i].float(), sigmas[i + 1].float(), 1.0)
-            x = step_mean(x, target.denoise(x, sigmas[i].float().expand(2), cond), sigmas[i].float(), down) + up * step_noise[i]
+            x = ancestral_mean(x, target.denoise(x, sigmas[i].float().expand(2), cond), sigmas[i].float(), down) + up * step_noise[i]
     last = sigmas[4].float()
     down, up = ancestral_scales(last, sigmas[5].float(), 1.0)
-    step_mean(x, target.denoise(x, last.expand(2), cond), last, down).mean().backward()
+    ancestral_mean(x, target.denoise(x, last.expand(2), cond), last, down).mean().backward()
     for by_sampler, by_hand in zip(truncated, [p.grad for p in trainable_parameters(target.module)], strict=True):
         torch.testing.assert_close(by_sampler, by_hand)
 
@@ -175,7 +171,7 @@ def test_ddpo_log_probabilities_are_the_samplers_gaussian_steps():
         for j, index in enumerate(trajectory.step_indices):
             sigma, sigma_next = sigmas[index].float(), sigmas[index + 1].float()
             down, up = ancestral_scales(sigma, sigma_next, 0.7)
-            mean = step_mean(trajectory.states[j], denoise(trajectory.states[j], sigma.expand(2)), sigma, down)
+            mean = ancestral_mean(trajectory.states[j], denoise(trajectory.states[j], sigma.expand(2)), sigma, down)
             expected = torch.distributions.Normal(mean, up).log_prob(trajectory.next_states[j]).flatten(1).sum(1)
             torch.testing.assert_close(trajectory.log_probs[j], expected, rtol=1e-5, atol=1e-3)
             recomputed = step_log_prob(denoise, trajectory.states[j], trajectory.next_states[j], sigmas, index, 0.7)

@@ -62,14 +62,20 @@ def test_align_cli_bad_inputs_are_clear_errors(digits_model, tmp_path, run_cli):
 def test_reproduce_writes_efficiency_tables_curves_and_reuses_finished_stages(tmp_path):
     results = align.run(tmp_path, TOY, workers=1)
     assert len(results["runs"]) == 3 * 3 * 2
+    saved = json.loads((tmp_path / "results.json").read_text())  # the summary over seeds, as committed
     for arm in TOY.arms:
-        rows = results["efficiency"][arm]["rows"]
-        assert [r["seed"] for r in rows] == [0, 1]
-        assert all(r["ddpo_queries"] == TOY.ddpo_updates * TOY.batch_size for r in rows)
+        summary = saved["efficiency"][arm]
+        assert summary["seeds"] == 2 and summary["ddpo_queries"] == TOY.ddpo_updates * TOY.batch_size
+        assert summary["ddpo_final"]["n"] == 2 and summary["vader-k1"]["reached"] in (0, 1, 2)
+        assert set(saved["samples"][arm]) == {"base", *align.METHODS}
+    assert saved["samples"]["digits-brightness"]["vader-k1"]["held_out_reward"]["n"] == 2
+    assert "flow_x" in saved["samples"]["video-flow-left"]["ddpo"]
     brightness = next(r for r in results["runs"] if r["arm"] == "digits-brightness")
     assert set(brightness["eval"]) == {"train", "held_out"}
     report = (tmp_path / "report.md").read_text()
     assert "DDPO queries ÷ VADER K=1's" in report and "Held-out labels" in report
+    assert align.report(saved) == report  # results.json alone renders the report
+    assert len(json.loads((tmp_path / "records.json").read_text())["runs"]) == 3 * 3 * 2
     assert (tmp_path / "curves.png").is_file()
     assert (tmp_path / "runs" / "video-flow-left" / "ddpo-s0" / "samples.gif").is_file()
     (tmp_path / "report.md").unlink()
@@ -82,6 +88,16 @@ def test_queries_to_reach_uses_the_smoothed_curve():
     assert align.queries_to_reach(log, 0.6) == 10  # the 5-update trailing mean first reaches 0.6 at update 5
     assert align.queries_to_reach(log, 0.4) == 10  # update 2's mean of 0.5 does not count: its window is not full
     assert align.queries_to_reach(log, 2.0) is None
+
+
+def test_committed_results_render_and_skip_arms_where_ddpo_did_not_improve():
+    from genlab.experiments.reporting import load_results
+
+    results = load_results("align")
+    report = align.report(results)
+    assert "| digits-brightness | 0.720 ± 0.080 | 0.410 ± 0.080 | 2400 | 11.000 ± 1.600× |" in report
+    assert "| video-temporal | -0.650 ± 0.180 | -0.620 ± 0.180 | 2400 | n/a | n/a | n/a | n/a |" in report
+    assert "| vader-k1 | 0.861 ± 0.012 | 0.839 ± 0.013 |" in report  # held-out labels
 
 
 def test_demo_part_writes_its_report_section(tmp_path, monkeypatch):

@@ -31,9 +31,10 @@ from genlab.align.pipelines import (
     load_pipeline_target,
 )
 from genlab.align.rewards.base import Reward
-from genlab.align.sampling import ancestral_scales, sample_for_reward, step_mean
+from genlab.align.sampling import sample_for_reward
 from genlab.align.targets import load_target
 from genlab.align.trainer import AlignmentRun
+from genlab.core.edm import ancestral_mean, ancestral_scales
 from genlab.errors import GenlabError
 from test_align import adapted_layers
 from test_guidance_pipelines import tiny_scheduler, tiny_tokenizer, tiny_vae
@@ -186,7 +187,7 @@ def test_euler_steps_on_the_sigmas_are_ddim_steps(request, which):
         x = noise_like(target, seed=i) * sigma + 0.5 * noise_like(target, seed=10 + i)
         with torch.no_grad():
             denoised = target.denoise(x, sigma.expand(2), cond)
-            euler = step_mean(x, denoised, sigma, ancestral_scales(sigma, sigma_next, 0.0)[0])
+            euler = ancestral_mean(x, denoised, sigma, ancestral_scales(sigma, sigma_next, 0.0)[0])
             x_t = x / (1 + sigma**2).sqrt()
             eps = unet_epsilon(target, x_t, timestep, cond["encoder_hidden_states"])
             ddim = scheduler.step(eps, timestep, x_t, eta=0.0)

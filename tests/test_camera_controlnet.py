@@ -53,6 +53,9 @@ def test_fresh_controlnet_leaves_the_base_unchanged_and_a_trained_one_does_not()
     assert not torch.allclose(steered, model(x, sigma, plucker=plucker.flip(1), condition=condition))
     # the hooks are gone after each call: the base alone is unchanged
     torch.testing.assert_close(base(x, sigma, condition=condition), reference, rtol=0, atol=0)
+    model.train()
+    assert model.training and model.controlnet.training and not base.training  # the frozen base stays in eval mode
+    assert not any(parameter.requires_grad for parameter in base.parameters())
 
 
 def test_activity_window_switches_the_branch_per_sample():

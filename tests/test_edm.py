@@ -7,12 +7,16 @@ import torch
 
 from genlab.core.edm import (
     EDMSchedule,
+    ancestral_scales,
+    ancestral_steps,
+    append_dims,
     edm_loss,
     karras_sigmas,
     loss_weight,
     network_evaluations,
     preconditioning,
     sample,
+    sample_ancestral,
     sample_training_sigmas,
 )
 from genlab.errors import GenlabError
@@ -127,3 +131,62 @@ def test_sample_rejects_bad_settings():
         sample(lambda x, s: x, noise, karras_sigmas(2), "rk4")
     with pytest.raises(GenlabError, match="churn"):
         sample(lambda x, s: x, noise, karras_sigmas(2), churn=math.nan)
+
+
+def test_append_dims_broadcasts_per_sample_values():
+    values, like = torch.tensor([1.0, 2.0]), torch.ones(2, 3, 4, 5)
+    assert append_dims(values, like).shape == (2, 1, 1, 1)
+    torch.testing.assert_close((append_dims(values, like) * like)[:, 2, 3, 4], values)
+
+
+def test_ancestral_sampler_without_noise_is_the_euler_sampler():
+    denoise = gaussian_denoiser(torch.tensor([0.5, -1.0], dtype=torch.float64), torch.eye(2, dtype=torch.float64) * 0.3)
+    noise = torch.randn(200, 2, generator=torch.Generator().manual_seed(4))
+    euler_states, ancestral_states = [], []
+    sample(denoise, noise, karras_sigmas(10), "euler", callback=lambda i, x: euler_states.append(x))
+    out = sample_ancestral(denoise, noise, karras_sigmas(10), eta=0.0,
+                           callback=lambda i, x: ancestral_states.append(x))
+    assert out.dtype == torch.float32 and len(ancestral_states) == len(euler_states) == 11
+    for ancestral, euler in zip(ancestral_states, euler_states, strict=True):
+        torch.testing.assert_close(ancestral.double(), euler, atol=1e-4, rtol=1e-4)
+
+
+def test_ancestral_sampler_with_ddpm_noise_reproduces_gaussian_mean_and_covariance():
+    mean = torch.tensor([0.5, -1.0], dtype=torch.float64)
+    cov = torch.tensor([[0.6, 0.25], [0.25, 0.3]], dtype=torch.float64)
+    noise = torch.randn(10_000, 2, generator=torch.Generator().manual_seed(1))
+    samples = sample_ancestral(gaussian_denoiser(mean, cov), noise, karras_sigmas(100), eta=1.0,
+                               generator=torch.Generator().manual_seed(2)).double()
+    torch.testing.assert_close(samples.mean(0), mean, atol=0.03, rtol=0)
+    torch.testing.assert_close(torch.cov(samples.T), cov, atol=0.1, rtol=0)  # the stochastic steps' larger error
+
+
+def test_ancestral_steps_are_gaussian_and_keep_the_marginal_noise_level():
+    denoise = gaussian_denoiser(torch.zeros(2, dtype=torch.float64), torch.eye(2, dtype=torch.float64))
+    noise, sigmas = torch.randn(3, 2, generator=torch.Generator().manual_seed(5)), karras_sigmas(4)
+    step_noise = torch.randn(4, 3, 2, generator=torch.Generator().manual_seed(6))
+    steps = list(ancestral_steps(denoise, noise, sigmas, eta=0.7, step_noise=step_noise))
+    assert [step.index for step in steps] == [0, 1, 2, 3] and float(steps[-1].sigma_up) == 0
+    for step in steps:
+        torch.testing.assert_close(step.x_next, step.mean + step.sigma_up * step_noise[step.index], rtol=0, atol=0)
+        down, up = ancestral_scales(sigmas[step.index].float(), sigmas[step.index + 1].float(), 0.7)
+        torch.testing.assert_close(down**2 + up**2, sigmas[step.index + 1].float() ** 2)
+    assert torch.equal(sample_ancestral(denoise, noise, sigmas, eta=0.7, step_noise=step_noise), steps[-1].x_next)
+
+
+def test_ancestral_sampler_keeps_the_graph_of_the_last_k_steps_only():
+    weight = torch.tensor(0.5, requires_grad=True)
+    graph = []
+
+    def denoise(x, sigma):
+        graph.append(torch.is_grad_enabled())
+        return weight * x
+
+    noise = torch.ones(2, 2)
+    sample_ancestral(denoise, noise, karras_sigmas(5), grad_steps=2).sum().backward()
+    assert graph == [False, False, False, True, True] and weight.grad is not None
+    graph.clear()
+    sample_ancestral(denoise, noise, karras_sigmas(3))
+    assert graph == [True, True, True]
+    with pytest.raises(GenlabError, match="more than the 3 sampling steps"):
+        sample_ancestral(denoise, noise, karras_sigmas(3), grad_steps=4)

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from genlab.base.image_model import balanced_labels, generate_images, save_image_model
+from genlab.base.info import ImageModelInfo
 from genlab.core.denoiser import EDMDenoiser
 from genlab.core.nets import ImageUNet
 from genlab.errors import GenlabError
@@ -243,14 +244,18 @@ def test_parse_guidance_accepts_the_edges_of_its_ranges():
 # --- CFG on a model without label dropout -------------------------------------------------------
 
 
+def model_info(num_classes: int, label_dropout: float | None = None) -> ImageModelInfo:
+    return ImageModelInfo("digits", "ImageUNet", label_dropout=label_dropout, num_classes=num_classes)
+
+
 def test_cfg_warning_for_models_without_label_dropout():
-    warning = cfg_warning("cfg", {"num_classes": 10, "label_dropout": 0.0})
+    warning = cfg_warning("cfg", model_info(10, 0.0))
     assert warning.startswith("genlab: warning:") and "\n" not in warning and "label dropout is 0" in warning
-    assert "unknown" in cfg_warning("cfg", {"num_classes": 10})
-    assert cfg_warning("cfg", {"num_classes": 10, "label_dropout": 0.1}) is None
+    assert "unknown" in cfg_warning("cfg", model_info(10))
+    assert cfg_warning("cfg", model_info(10, 0.1)) is None
     for guidance in ("none", "icg", "tsg", "icg+tsg"):
-        assert cfg_warning(guidance, {"num_classes": 10, "label_dropout": 0.0}) is None
-    assert cfg_warning("cfg", {"num_classes": 0}) is None  # refused elsewhere: needs a conditional model
+        assert cfg_warning(guidance, model_info(10, 0.0)) is None
+    assert cfg_warning("cfg", model_info(0)) is None  # refused elsewhere: needs a conditional model
 
 
 # --- the command line ---------------------------------------------------------------------------

@@ -36,10 +36,11 @@ def copy(saved, tmp_path):
 
 def test_saved_model_round_trips_with_its_label_dropout(saved):
     denoiser, info = load_image_model(saved)
-    assert info["label_dropout"] == 0.1 and info["num_classes"] == 3 and info["resolution"] == 8
+    assert info.label_dropout == 0.1 and info.num_classes == 3 and info.resolution == 8 and info.channels == 1
+    assert info.data == "digits" and info.schedule == denoiser.schedule
     assert denoiser.schedule.sigma_max == 40.0 and not denoiser.training
     _, same = load_image_model(saved / "model")
-    assert same["architecture"] == "ImageUNet"
+    assert same == info and same.architecture == "ImageUNet"
 
 
 def test_a_file_is_not_a_model_folder(copy):

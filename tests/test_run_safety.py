@@ -18,7 +18,7 @@ from torch.utils.data import TensorDataset
 from genlab.core import checkpoint as ckpt
 from genlab.core import train as train_module
 from genlab.core.checkpoint import latest_checkpoint, load_checkpoint
-from genlab.core.train import LoopConfig, Trainer, TrainingInterrupted, _StopFlag
+from genlab.core.train import LoopConfig, StopFlag, Trainer, TrainingInterrupted
 from genlab.errors import GenlabError
 
 NO_SPACE = os.strerror(errno.ENOSPC)
@@ -144,7 +144,7 @@ def test_a_latest_pointer_outside_the_checkpoints_is_corrupt_and_not_followed(tm
 
 # -- 4. a second Ctrl-C during a save -----------------------------------------------------------------
 def test_the_stop_flag_defers_a_second_ctrl_c_while_shielded():
-    flag = _StopFlag()
+    flag = StopFlag()
     flag._handle(signal.SIGINT, None)
     assert flag.signal_name == "SIGINT"
     with flag.shielded():
@@ -153,7 +153,7 @@ def test_the_stop_flag_defers_a_second_ctrl_c_while_shielded():
     assert flag.deferred
     with pytest.raises(KeyboardInterrupt):  # outside a save, a second Ctrl-C still aborts
         flag._handle(signal.SIGINT, None)
-    fresh = _StopFlag()
+    fresh = StopFlag()
     with fresh.shielded():
         fresh._handle(signal.SIGTERM, None)
     assert fresh.signal_name == "SIGTERM" and not fresh.deferred
@@ -163,7 +163,7 @@ def test_the_stop_flag_defers_a_second_ctrl_c_while_shielded():
 def test_ctrl_c_twice_stops_as_interrupted_with_the_checkpoint(tmp_path, monkeypatch, first_during_save):
     flags = []
 
-    class Recording(_StopFlag):
+    class Recording(StopFlag):
         def __enter__(self):
             flags.append(self)
             return super().__enter__()
@@ -176,7 +176,7 @@ def test_ctrl_c_twice_stops_as_interrupted_with_the_checkpoint(tmp_path, monkeyp
         flags[-1]._handle(signal.SIGINT, None)  # the impatient second one, in the middle of the save
         return real_save(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "_StopFlag", Recording)
+    monkeypatch.setattr(train_module, "StopFlag", Recording)
     monkeypatch.setattr(train_module, "save_checkpoint", save_with_ctrl_c)
     trainer = linear_trainer(tmp_path, steps=50, checkpoint_every=4)
     if not first_during_save:  # the first Ctrl-C comes during step 3, the second during its save

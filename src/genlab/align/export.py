@@ -10,7 +10,7 @@ LoRA runs write
   the pipeline's UNet: ``pipe.load_lora_weights(folder)`` on Stable Diffusion. diffusers has no LoRA
   loader for the ``UNet3DConditionModel`` of ``TextToVideoSDPipeline``, so text-to-video runs get
   the peft folder only;
-* ``align.json``: how the run was made (reward, model, LoRA settings).
+* ``align.json``: how the run was made (reward, model, LoRA settings; :class:`AdapterInfo`).
 
 Full fine-tuning (``--lora-rank 0``) writes the net's whole state dict as ``weights.safetensors``
 beside ``align.json``. :func:`load_adapter` reads every format, including the bare-key LoRA
@@ -20,7 +20,10 @@ beside ``align.json``. :func:`load_adapter` reads every format, including the ba
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from peft import LoraConfig, PeftConfig, PeftModel, get_peft_model_state_dict
 from peft.utils import CONFIG_NAME, SAFETENSORS_WEIGHTS_NAME
@@ -30,13 +33,42 @@ from torch import Tensor, nn
 
 from genlab.align.lora import ADAPTER_NAME, inject_lora, load_trainable_state, lora_config, trainable_state
 from genlab.align.targets import AlignTarget
-from genlab.core.checkpoint import read_json
+from genlab.core.checkpoint import json_field, read_json
 from genlab.errors import GenlabError
 
 ADAPTER_DIR = "adapter"
 ADAPTER_INFO = "align.json"
 FULL_WEIGHTS = "weights.safetensors"
 DIFFUSERS_LORA = "pytorch_lora_weights.safetensors"
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    """How an alignment run's weights were made, its ``align.json``: the LoRA rank (0: all weights were trained),
+    alpha and target layers, the reward and the model that was aligned."""
+
+    lora_rank: int
+    lora_alpha: float
+    lora_targets: tuple[str, ...]
+    reward: str | None = None
+    model: str | None = None
+
+    @classmethod
+    def from_json(cls, info: Mapping, source: Path | str) -> AdapterInfo:
+        """The info in an ``align.json`` object ``info`` read from ``source``; GenlabError naming ``source`` for a
+        missing or mistyped field."""
+        rank = json_field(info, "lora_rank", int, source)
+        alpha = json_field(info, "lora_alpha", (int, float), source)
+        targets = json_field(info, "lora_targets", list, source)
+        if not all(isinstance(name, str) for name in targets):
+            raise GenlabError(f"{source} is corrupt: 'lora_targets' should be a list of layer names, got {targets!r}")
+        reward, model = (json_field(info, key, (str, type(None)), source) if key in info else None
+                         for key in ("reward", "model"))
+        return cls(rank, alpha, tuple(targets), reward, model)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"lora_rank": self.lora_rank, "lora_alpha": self.lora_alpha, "lora_targets": list(self.lora_targets),
+                "reward": self.reward, "model": self.model}
 
 
 def save_diffusers_lora(pipe, folder: Path) -> bool:
@@ -62,12 +94,12 @@ def _name_or_path_as_text(module: nn.Module) -> None:
         module.register_to_config(_name_or_path=str(config["_name_or_path"]))
 
 
-def export_adapter(target: AlignTarget, peft_model: PeftModel | None, folder: Path, info: dict) -> str:
+def export_adapter(target: AlignTarget, peft_model: PeftModel | None, folder: Path, info: AdapterInfo) -> str:
     """Write ``target``'s trained weights to ``folder``: the LoRA of ``peft_model`` (peft folder, plus
     diffusers' layout for pipelines that can load it), or all weights when ``peft_model`` is None;
     ``info`` goes to ``align.json``. Returns one line on what was written and how to load it."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / ADAPTER_INFO).write_text(json.dumps(info, indent=2))
+    (folder / ADAPTER_INFO).write_text(json.dumps(info.to_json(), indent=2))
     if peft_model is None:
         save_file({k: v.contiguous().cpu() for k, v in trainable_state(target.module, False).items()},
                   str(folder / FULL_WEIGHTS))
@@ -112,12 +144,13 @@ def _read_peft(folder: Path) -> tuple[LoraConfig, dict[str, Tensor]]:
 def _read_info_and_weights(folder: Path) -> tuple[LoraConfig | None, dict[str, Tensor]]:
     """Full weights (``--lora-rank 0``; config None), or LoRA saved as bare peft keys by runs before the
     peft export, from ``align.json`` and ``weights.safetensors``."""
-    info = read_json(folder / ADAPTER_INFO, f"{folder} has no {ADAPTER_INFO}")
+    info = AdapterInfo.from_json(read_json(folder / ADAPTER_INFO, f"{folder} has no {ADAPTER_INFO}"),
+                                 folder / ADAPTER_INFO)
     try:
         state = load_file(str(folder / FULL_WEIGHTS))
-        lora = info["lora_rank"] > 0
-        return (lora_config(info["lora_rank"], info["lora_targets"], info["lora_alpha"]) if lora else None), state
-    except (OSError, SafetensorError, KeyError, TypeError) as error:
+        lora = info.lora_rank > 0
+        return (lora_config(info.lora_rank, info.lora_targets, info.lora_alpha) if lora else None), state
+    except (OSError, SafetensorError) as error:
         raise GenlabError(f"{folder} holds no readable alignment weights ({ADAPTER_INFO} and {FULL_WEIGHTS}): "
                           f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from error
 

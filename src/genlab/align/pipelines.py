@@ -16,11 +16,11 @@ which is DDIM's update from timestep ``t`` to the next one ``t'`` after scaling 
 Only the last step differs: it goes to σ = 0 (the clean ``x0̂``) where DDIM stops at its final
 ``ᾱ`` (``alphas_cumprod[0]`` unless ``set_alpha_to_one``), a residual noise of σ ≈ 0.03 for Stable
 Diffusion that is invisible after decoding. The stochastic steps (η > 0) of
-:mod:`genlab.align.sampling` are likewise DDIM's η-steps.
+:func:`genlab.core.edm.sample_ancestral` are likewise DDIM's η-steps.
 
-Classifier-free guidance is applied to ``x0̂``: for a fixed ``x`` and σ, ``x0̂ = x − σ·ε̂`` is
-affine in ``ε̂``, so ``x0̂_u + w·(x0̂_c − x0̂_u)`` equals the ``x0̂`` of the guided
-``ε̂_u + w·(ε̂_c − ε̂_u)`` that diffusers' pipelines use.
+Classifier-free guidance (:func:`genlab.core.cfg.cfg_denoise`) is applied to ``x0̂``: for a fixed
+``x`` and σ, ``x0̂ = x − σ·ε̂`` is affine in ``ε̂``, so ``x0̂_u + w·(x0̂_c − x0̂_u)`` equals the ``x0̂``
+of the guided ``ε̂_u + w·(ε̂_c − ε̂_u)`` that diffusers' pipelines use.
 
 Videos. The sampler state of a video is ``[B, T, C, h, w]`` (frames second, as for genlab's video
 models and the trainer's frame choice); the UNet3D's ``[B, C, T, h, w]`` layout stays inside
@@ -39,7 +39,9 @@ import torch
 from torch import Tensor
 
 from genlab.align.targets import AlignTarget
+from genlab.core.cfg import cfg_denoise
 from genlab.core.denoiser import DiffusersDenoiser
+from genlab.core.pipelines import latent_side, vae_decode, vae_scale_factor
 from genlab.errors import GenlabError
 
 ATTENTION_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
@@ -55,14 +57,6 @@ def _vp_scheduler(scheduler):
     from diffusers import DDIMScheduler
 
     return DDIMScheduler.from_config(scheduler.config)
-
-
-def _latent_side(size: int | None, name: str, native: int, factor: int) -> int:
-    """The latent side for an image side of ``size`` pixels (default: the UNet's native size)."""
-    size = native * factor if size is None else size
-    if size < factor or size % factor:
-        raise GenlabError(f"{name} must be a positive multiple of {factor} (the VAE's downscaling), got {size}")
-    return size // factor
 
 
 class _TextPipelineTarget(AlignTarget):
@@ -88,11 +82,11 @@ class _TextPipelineTarget(AlignTarget):
         self.timetable = DDIMScheduler.from_config(pipe.scheduler.config)
         pipe.vae.requires_grad_(False)
         pipe.text_encoder.requires_grad_(False)
-        factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+        factor = vae_scale_factor(pipe.vae.config.block_out_channels)
         sample_size = pipe.unet.config.sample_size or 64
         native = sample_size if isinstance(sample_size, (tuple, list)) else (sample_size, sample_size)
-        self.latent_size = (_latent_side(height, "height", native[0], factor),
-                            _latent_side(width, "width", native[1], factor))
+        self.latent_size = (latent_side(height, "height", native[0], factor),
+                            latent_side(width, "width", native[1], factor))
         self.latent_channels = pipe.unet.config.in_channels
 
     @property
@@ -133,24 +127,15 @@ class _TextPipelineTarget(AlignTarget):
         return x
 
     def denoise(self, x: Tensor, sigma: Tensor, cond: dict) -> Tensor:
-        """``x0̂``; with guidance one batched UNet call over [unconditional, conditional]."""
+        """``x0̂``; with guidance one batched UNet call over [conditional, unconditional]."""
         text = cond["encoder_hidden_states"]
         if text.shape[0] != x.shape[0]:
             raise GenlabError(f"{text.shape[0]} prompt embeddings for a batch of {x.shape[0]} samples")
         x_unet = self._to_unet(x)
         if not self.guided:
             return self._from_unet(self.denoiser(x_unet, sigma, encoder_hidden_states=text))
-        both = self.denoiser(torch.cat([x_unet, x_unet]), torch.cat([sigma, sigma]),
-                             encoder_hidden_states=torch.cat([cond["null_hidden_states"], text]))
-        unconditional, conditional = both.chunk(2)
-        return self._from_unet(unconditional + self.guidance_scale * (conditional - unconditional))
-
-    def _decode_latents(self, latents: Tensor) -> Tensor:
-        """VAE-decode latents ``[N, C, h, w]`` to images ``[N, 3, H, W]`` in ``[-1, 1]`` (with a graph)."""
-        vae = self.pipe.vae
-        shift = getattr(vae.config, "shift_factor", None) or 0.0
-        images = vae.decode((latents / vae.config.scaling_factor + shift).to(vae.dtype)).sample
-        return images.float().clamp(-1, 1)
+        return self._from_unet(cfg_denoise(self.denoiser, x_unet, sigma, self.guidance_scale, "encoder_hidden_states",
+                                           cond["null_hidden_states"], encoder_hidden_states=text))
 
 
 class StableDiffusionTarget(_TextPipelineTarget):
@@ -174,7 +159,7 @@ class StableDiffusionTarget(_TextPipelineTarget):
 
     def decode(self, x0: Tensor, frames: Tensor | None = None) -> Tensor:
         """Images ``[B, 3, H, W]`` in ``[-1, 1]``, differentiable in ``x0``."""
-        return self._decode_latents(x0)
+        return vae_decode(self.pipe.vae, x0)
 
 
 class TextToVideoTarget(_TextPipelineTarget):
@@ -211,7 +196,7 @@ class TextToVideoTarget(_TextPipelineTarget):
         if frames is not None:
             x0 = x0[:, torch.as_tensor(frames, dtype=torch.long, device=x0.device)]
         batch, count = x0.shape[:2]
-        return self._decode_latents(x0.flatten(0, 1)).unflatten(0, (batch, count))
+        return vae_decode(self.pipe.vae, x0.flatten(0, 1)).unflatten(0, (batch, count))
 
 
 PIPELINE_TARGETS = {"StableDiffusionPipeline": StableDiffusionTarget, "TextToVideoSDPipeline": TextToVideoTarget}

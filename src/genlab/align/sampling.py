@@ -1,16 +1,10 @@
-"""The sampler used for alignment: ancestral EDM steps with truncated back-propagation.
+"""Sampling for alignment: core's ancestral sampler, with DDPO's trajectories and log-probabilities.
 
-One step from noise level ``σ`` to ``σ'`` (a DDIM step with stochasticity ``η`` written in EDM form):
-
-    D = denoiser(x, σ),   σ_up = η·sqrt(σ'²(σ² − σ'²)/σ²),   σ_down = sqrt(σ'² − σ_up²),
-    mean = x + (σ_down − σ)·(x − D)/σ,   x' = mean + σ_up·z,  z ~ N(0, I).
-
-``η = 0`` is the deterministic DDIM/Euler step; ``η = 1`` is the DDPM posterior step. The step is a
-Gaussian ``N(mean, σ_up²)``, which gives DDPO its per-step log-probabilities (steps with
-``σ_up = 0``, such as the last one into ``σ' = 0``, are deterministic and carry none).
-
-VADER back-propagates the reward only through the last ``K`` steps: the earlier steps run without
-a graph, so memory does not grow with the number of steps.
+Both methods sample with :func:`genlab.core.edm.sample_ancestral` (DDIM with stochasticity ``η`` in
+EDM form): VADER back-propagates the reward only through the last ``K`` steps (``grad_steps``), so
+memory does not grow with the number of steps. Each step is a Gaussian ``N(mean, σ_up²)``, which
+gives DDPO its per-step log-probabilities (steps with ``σ_up = 0``, such as the last one into
+``σ' = 0``, are deterministic and carry none).
 """
 
 from __future__ import annotations
@@ -23,22 +17,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from genlab.core.edm import ancestral_mean, ancestral_scales, ancestral_steps, sample_ancestral
 from genlab.errors import GenlabError
 
 DenoiseFn = Callable[[Tensor, Tensor], Tensor]
-
-
-def ancestral_scales(sigma: Tensor, sigma_next: Tensor, eta: float) -> tuple[Tensor, Tensor]:
-    """``(σ_down, σ_up)`` of one step from ``sigma`` to ``sigma_next`` (0-d tensors)."""
-    variance_up = sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2
-    sigma_up = eta * variance_up.clamp_min(0).sqrt()
-    sigma_down = (sigma_next**2 - sigma_up**2).clamp_min(0).sqrt()
-    return sigma_down, sigma_up
-
-
-def step_mean(x: Tensor, denoised: Tensor, sigma: Tensor, sigma_down: Tensor) -> Tensor:
-    """Mean of the step's Gaussian: ``x + (σ_down − σ)·(x − D)/σ``."""
-    return x + (sigma_down - sigma) * (x - denoised) / sigma
 
 
 def gaussian_log_prob(value: Tensor, mean: Tensor, std: Tensor) -> Tensor:
@@ -75,7 +57,7 @@ def step_log_prob(denoise: DenoiseFn, x: Tensor, x_next: Tensor, sigmas: Tensor,
     if float(sigma_up) <= 0:
         raise GenlabError(f"step {index} is deterministic (σ_up = 0) and has no log-probability")
     denoised = denoise(x, sigma.to(torch.float32).expand(x.shape[0]))
-    return gaussian_log_prob(x_next, step_mean(x, denoised.to(x.dtype), sigma, sigma_down), sigma_up)
+    return gaussian_log_prob(x_next, ancestral_mean(x, denoised.to(x.dtype), sigma, sigma_down), sigma_up)
 
 
 def sample_for_reward(
@@ -83,7 +65,7 @@ def sample_for_reward(
     generator: torch.Generator | None = None, record_trajectory: bool = False, autocast: Callable[[], object] = nullcontext,
     step_noise: Tensor | None = None,
 ) -> tuple[Tensor, Trajectory | None]:
-    """Sample ``x0`` with a graph through only the last ``grad_steps`` steps.
+    """Sample ``x0`` with :func:`~genlab.core.edm.sample_ancestral`, a graph through only the last ``grad_steps`` steps.
 
     Args:
         denoise: ``denoise(x [B, ...], sigma [B]) -> x0_hat`` (conditions already bound).
@@ -100,38 +82,22 @@ def sample_for_reward(
         ``(x0 [B, ...] float32, trajectory or None)``. ``x0`` requires grad iff ``grad_steps > 0``
         and the denoiser has trainable parameters.
     """
-    steps = len(sigmas) - 1
-    if not 0 <= grad_steps <= steps:
-        raise GenlabError(f"K = {grad_steps} back-propagated steps is more than the {steps} sampling steps; "
-                          f"use --k between 1 and {steps}, or more --sampling-steps")
-    sigmas = sigmas.to(device=noise.device, dtype=torch.float32)
-    x = noise.to(torch.float32) * sigmas[0]
-    if step_noise is None:
-        step_noise = torch.randn((steps, *noise.shape), generator=generator, dtype=torch.float32)
-    step_noise = step_noise.to(device=noise.device, dtype=torch.float32)
-    recorded: list[tuple[int, Tensor, Tensor, Tensor]] = []
 
-    def denoise_call(x_now: Tensor, sigma: Tensor) -> Tensor:
+    def denoise_call(x: Tensor, sigma: Tensor) -> Tensor:
         with autocast():
-            return denoise(x_now, sigma.expand(x_now.shape[0])).to(torch.float32)
+            return denoise(x, sigma)
 
-    for i in range(steps):
-        with_grad = i >= steps - grad_steps and torch.is_grad_enabled()
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        sigma_down, sigma_up = ancestral_scales(sigma, sigma_next, eta)
-        with torch.set_grad_enabled(with_grad):
-            denoised = denoise_call(x, sigma)
-            mean = step_mean(x, denoised, sigma, sigma_down)
-            x_next = mean + sigma_up * step_noise[i]
-        if record_trajectory and float(sigma_up) > 0:
-            log_prob = gaussian_log_prob(x_next.detach(), mean.detach(), sigma_up)
-            recorded.append((i, x.detach(), x_next.detach(), log_prob))
-        x = x_next
-    trajectory = None
-    if record_trajectory:
-        trajectory = Trajectory(
-            step_indices=[r[0] for r in recorded], states=[r[1] for r in recorded],
-            next_states=[r[2] for r in recorded],
-            log_probs=torch.stack([r[3] for r in recorded]) if recorded else noise.new_zeros(0, noise.shape[0]),
-        )
-    return x, trajectory
+    options = {"generator": generator, "step_noise": step_noise, "grad_steps": grad_steps}
+    if not record_trajectory:
+        return sample_ancestral(denoise_call, noise, sigmas, eta, **options), None
+    recorded = []
+    for step in ancestral_steps(denoise_call, noise, sigmas, eta, **options):
+        if float(step.sigma_up) > 0:
+            x, x_next = step.x.detach(), step.x_next.detach()
+            recorded.append((step.index, x, x_next, gaussian_log_prob(x_next, step.mean.detach(), step.sigma_up)))
+    trajectory = Trajectory(
+        step_indices=[r[0] for r in recorded], states=[r[1] for r in recorded],
+        next_states=[r[2] for r in recorded],
+        log_probs=torch.stack([r[3] for r in recorded]) if recorded else noise.new_zeros(0, noise.shape[0]),
+    )
+    return step.x_next, trajectory

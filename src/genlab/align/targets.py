@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -18,6 +19,9 @@ from torch import Tensor, nn
 from genlab.core.denoiser import EDMDenoiser
 from genlab.core.edm import karras_sigmas
 from genlab.errors import GenlabError
+
+if TYPE_CHECKING:
+    from genlab.base.info import ImageModelInfo
 
 GENLAB_LORA_TARGETS = ("qkv", "proj")
 
@@ -87,12 +91,12 @@ class GenlabImageTarget(_GenlabTarget):
 
     modality = "image"
 
-    def __init__(self, denoiser: EDMDenoiser, info: dict) -> None:
+    def __init__(self, denoiser: EDMDenoiser, info: ImageModelInfo) -> None:
         self.denoiser = denoiser
         self.module = denoiser.net
-        self.num_classes = info["num_classes"]
+        self.num_classes = info.num_classes
         self.condition = "labels" if self.num_classes else None
-        self.image_shape = (info["channels"], info["resolution"], info["resolution"])
+        self.image_shape = (info.channels, info.resolution, info.resolution)
 
     def state_shape(self, batch_size: int) -> tuple[int, ...]:
         return (batch_size, *self.image_shape)

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from genlab.align.checkpointing import enable_block_checkpointing
 from genlab.align.config import AlignConfig, frame_mode, label_list, prompt_list
-from genlab.align.export import ADAPTER_DIR, export_adapter, load_adapter
+from genlab.align.export import ADAPTER_DIR, AdapterInfo, export_adapter, load_adapter
 from genlab.align.lora import add_lora, load_trainable_state, trainable_parameters, trainable_state
 from genlab.align.rewards.base import Reward
 from genlab.align.sampling import sample_for_reward, step_log_prob
@@ -50,7 +50,7 @@ from genlab.core.checkpoint import (
 )
 from genlab.core.paths import output_dir
 from genlab.core.runlog import append_log, plot_curve
-from genlab.core.train import TrainingInterrupted, _StopFlag, make_accelerator, open_run_dir, run_contents
+from genlab.core.train import StopFlag, TrainingInterrupted, make_accelerator, open_run_dir, run_contents
 from genlab.errors import GenlabError
 
 RESUMABLE_FIELDS = ("steps", "resume", "checkpoint_every", "keep_checkpoints", "progress", "run_dir", "overwrite")
@@ -299,7 +299,7 @@ class AlignmentRun:
         progress = tqdm(total=config.steps, initial=start, desc=f"{config.method} {self.reward.name}",
                         disable=not (config.progress and main), dynamic_ncols=True)
         reward = float("nan")
-        with _StopFlag() as stop:
+        with StopFlag() as stop:
             for step in range(start, config.steps):
                 began = time.perf_counter()
                 grad_norm, reward = update(step)
@@ -332,7 +332,7 @@ class AlignmentRun:
         self.accelerator.wait_for_everyone()
         return AlignResult(max(start, config.steps), self.queries, reward, self.run_dir, note)
 
-    def _stop_requested(self, stop: _StopFlag) -> bool:
+    def _stop_requested(self, stop: StopFlag) -> bool:
         """Whether any process got SIGINT/SIGTERM (all processes stop after the same update)."""
         asked = stop.signal_name is not None
         if self.accelerator.num_processes == 1:
@@ -422,9 +422,8 @@ class AlignmentRun:
     def save_adapter(self) -> str:
         """Write the trained weights to ``<run_dir>/adapter`` (see :func:`~genlab.align.export.export_adapter`);
         returns the line on how to load them."""
-        info = {"lora_rank": self.config.lora_rank, "lora_alpha": self.config.lora_alpha or self.config.lora_rank,
-                "lora_targets": list(self.lora_targets), "reward": self.reward.name,
-                "model": self.run_config.get("model")}
+        info = AdapterInfo(self.config.lora_rank, self.config.lora_alpha or self.config.lora_rank,
+                           tuple(self.lora_targets), self.reward.name, self.run_config.get("model"))
         return export_adapter(self.target, self.peft_model, self.run_dir / ADAPTER_DIR, info)
 
 

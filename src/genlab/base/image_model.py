@@ -8,8 +8,6 @@ weights to ``<run_dir>/model`` (``save_pretrained`` format plus ``genlab.json``)
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -18,19 +16,16 @@ import torch
 from torch import Tensor
 
 from genlab.base.config import ImageModelConfig
-from genlab.core.checkpoint import json_field, read_json
+from genlab.base.info import ARCHITECTURES, MODEL_INFO_FILE, ImageModelInfo
+from genlab.core.checkpoint import read_json
 from genlab.core.config import MODEL_SIZES, SAMPLERS
 from genlab.core.denoiser import EDMDenoiser
 from genlab.core.edm import EDMSchedule, edm_loss, karras_sigmas, network_evaluations, sample
-from genlab.core.loading import load_pretrained, read_schedule
-from genlab.core.nets import ImageDiT, ImageUNet
+from genlab.core.loading import load_pretrained
 from genlab.core.train import Trainer, TrainResult
 from genlab.data import load_dataset
 from genlab.errors import GenlabError
 from genlab.metrics import evaluate_samples
-
-ARCHITECTURES = {"unet": ImageUNet, "dit": ImageDiT}
-MODEL_INFO_FILE = "genlab.json"
 
 
 def build_denoiser(config: ImageModelConfig, channels: int, resolution: int, num_classes: int) -> EDMDenoiser:
@@ -86,37 +81,17 @@ def save_image_model(denoiser: EDMDenoiser, folder: Path, data: str, label_dropo
     (:func:`genlab.guidance.cfg_warning`); without it the model's dropout counts as unknown.
     """
     denoiser.net.save_pretrained(folder)
-    info = {"data": data, "architecture": type(denoiser.net).__name__, **asdict(denoiser.schedule)}
-    if label_dropout is not None:
-        info["label_dropout"] = float(label_dropout)
-    (Path(folder) / MODEL_INFO_FILE).write_text(json.dumps(info, indent=2))
+    ImageModelInfo.of(denoiser, data, label_dropout).save(folder)
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _checked_info(info: dict, source: Path) -> EDMSchedule:
-    """The σ settings of a model's ``genlab.json`` after checking its fields' types; GenlabError naming
-    ``source`` for a missing or mistyped field."""
-    json_field(info, "architecture", str, source)
-    json_field(info, "data", str, source)
-    if "method" in info:
-        json_field(info, "method", str, source)
-    dropout = info.get("label_dropout")
-    if dropout is not None and not (_is_number(dropout) and 0 <= dropout < 1):
-        raise GenlabError(f"{source} is corrupt: 'label_dropout' should be a number in [0, 1), got {dropout!r}")
-    return read_schedule(info, source)
-
-
-def load_image_model(path: Path | str) -> tuple[EDMDenoiser, dict]:
+def load_image_model(path: Path | str) -> tuple[EDMDenoiser, ImageModelInfo]:
     """Load a model saved by :func:`save_image_model` from a run folder or its ``model/`` folder.
 
-    Returns ``(denoiser in eval mode, info)`` where ``info`` has ``data``, ``num_classes``,
-    ``channels``, ``resolution``, the σ settings and, for models saved since genlab recorded it,
-    ``label_dropout``. A path that is not a model folder, a ``genlab.json`` that is missing, not a
-    JSON object or has missing or mistyped fields, and missing, corrupt or truncated weights all
-    give one GenlabError.
+    Returns ``(denoiser in eval mode, info)``, an :class:`~genlab.base.info.ImageModelInfo` with
+    ``data``, ``num_classes``, ``channels``, ``resolution``, the σ settings and ``label_dropout``
+    (None for models saved before genlab recorded it). A path that is not a model folder, a
+    ``genlab.json`` that is missing, not a JSON object or has missing or mistyped fields, and
+    missing, corrupt or truncated weights all give one GenlabError.
     """
     folder = Path(path)
     if folder.is_file():
@@ -125,21 +100,14 @@ def load_image_model(path: Path | str) -> tuple[EDMDenoiser, dict]:
     if (folder / "model" / MODEL_INFO_FILE).is_file():
         folder = folder / "model"
     source = folder / MODEL_INFO_FILE
-    info = read_json(source, f"{path} holds no genlab image model (no {MODEL_INFO_FILE}); train one first")
-    method = info.get("method", "image")
+    saved = read_json(source, f"{path} holds no genlab image model (no {MODEL_INFO_FILE}); train one first")
+    method = saved.get("method", "image")
     if method != "image":
         raise GenlabError(f"{path} holds a {method} model, not a plain image model; use `genlab sample {method}`"
                           if isinstance(method, str) else f"{source} is corrupt: 'method' should be str, got {method!r}")
-    schedule = _checked_info(info, source)
-    by_name = {cls.__name__: cls for cls in ARCHITECTURES.values()}
-    if info["architecture"] not in by_name:
-        raise GenlabError(f"{source} names an unknown architecture {info['architecture']!r}; "
-                          f"expected one of {', '.join(sorted(by_name))}")
-    net = load_pretrained(by_name[info["architecture"]], folder, "image model")
-    denoiser = EDMDenoiser(net, schedule).eval()
-    info.update(num_classes=net.config.num_classes, channels=net.config.in_channels,
-                resolution=net.config.resolution)
-    return denoiser, info
+    info = ImageModelInfo.from_json(saved, source)
+    net = load_pretrained(info.net_class, folder, "image model")
+    return EDMDenoiser(net, info.schedule).eval(), info.with_net(net)
 
 
 @torch.no_grad()
@@ -184,7 +152,7 @@ def balanced_labels(num_images: int, num_classes: int) -> Tensor:
     return torch.arange(num_images) % num_classes
 
 
-def evaluate_image_model(denoiser: EDMDenoiser, info: dict, num_images: int = 1000, steps: int = 18,
+def evaluate_image_model(denoiser: EDMDenoiser, info: ImageModelInfo, num_images: int = 1000, steps: int = 18,
                          sampler: str = "heun", seed: int = 0, progress: bool = False,
                          wrapped: Callable[..., Tensor] | None = None) -> dict:
     """Sample ``num_images`` (class-balanced if conditional) and score them against held-out data.
@@ -192,10 +160,10 @@ def evaluate_image_model(denoiser: EDMDenoiser, info: dict, num_images: int = 10
     Returns FD, precision, recall (and class accuracy for conditional models) from
     :func:`genlab.metrics.evaluate_samples`, plus the sampling settings and NFE.
     """
-    num_classes = info["num_classes"]
+    num_classes = info.num_classes
     labels = balanced_labels(num_images, num_classes) if num_classes else None
     images = generate_images(denoiser, num_images, labels, steps, sampler, seed=seed, progress=progress,
                              wrapped=wrapped)
-    scores = evaluate_samples(images, labels, info["data"])
+    scores = evaluate_samples(images, labels, info.data)
     return {**scores, "num_images": num_images, "steps": steps, "sampler": sampler,
             "nfe": network_evaluations(steps, sampler), "seed": seed}

@@ -9,7 +9,6 @@ samplers. This model carries no camera input: ``genlab train camera`` adds one.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -17,17 +16,16 @@ import torch
 from torch import Tensor
 
 from genlab.base.config import VIDEO_DATA, VideoModelConfig
+from genlab.base.info import MODEL_INFO_FILE, VideoModelInfo
 from genlab.core.checkpoint import json_field, read_json
 from genlab.core.config import SAMPLERS, VIDEO_SIZES
 from genlab.core.denoiser import EDMDenoiser
 from genlab.core.edm import EDMSchedule, edm_loss, karras_sigmas, sample
-from genlab.core.loading import load_pretrained, read_schedule
+from genlab.core.loading import load_pretrained
 from genlab.core.nets import VideoDiT
 from genlab.core.nets.video_dit import first_frame_condition
 from genlab.core.train import Trainer, TrainResult, unwrap
 from genlab.errors import GenlabError
-
-MODEL_INFO_FILE = "genlab.json"
 
 
 def scene_clips(clips: int, frames: int, resolution: int, seed: int, progress: bool = True):
@@ -92,12 +90,12 @@ def train_video_model(config: VideoModelConfig) -> TrainResult:
 def save_video_model(denoiser: EDMDenoiser, folder: Path) -> None:
     """Write ``denoiser`` as ``save_pretrained`` weights plus ``genlab.json`` (σ settings)."""
     denoiser.net.save_pretrained(folder)
-    info = {"method": "video", "architecture": type(denoiser.net).__name__, **asdict(denoiser.schedule)}
-    (Path(folder) / MODEL_INFO_FILE).write_text(json.dumps(info, indent=2))
+    VideoModelInfo(type(denoiser.net).__name__, denoiser.schedule).save(folder)
 
 
 def read_model_info(path: Path | str, method: str, train_hint: str) -> tuple[Path, dict]:
-    """``(folder, info)`` of a genlab model saved with a ``genlab.json`` naming ``method``.
+    """``(folder, info)`` of a genlab model saved with a ``genlab.json`` naming ``method``, ``info`` the file's
+    JSON object (for the method's ``from_json`` to read, e.g. :meth:`VideoModelInfo.from_json`).
 
     ``path`` is the model folder or a run folder holding it in ``model/``; ``train_hint`` says how
     to make one (shown when there is none, or when the folder holds another method's model).
@@ -119,9 +117,9 @@ def read_model_info(path: Path | str, method: str, train_hint: str) -> tuple[Pat
 
 def load_video_model(path: Path | str) -> EDMDenoiser:
     """Load a model saved by :func:`save_video_model` from a run folder or its ``model/`` folder (eval mode)."""
-    folder, info = read_model_info(path, "video", "train one with `genlab train video`")
-    schedule = read_schedule(info, folder / MODEL_INFO_FILE)
-    return EDMDenoiser(load_pretrained(VideoDiT, folder, "video model"), schedule).eval()
+    folder, saved = read_model_info(path, "video", "train one with `genlab train video`")
+    info = VideoModelInfo.from_json(saved, folder / MODEL_INFO_FILE)
+    return EDMDenoiser(load_pretrained(VideoDiT, folder, "video model"), info.schedule).eval()
 
 
 @torch.no_grad()

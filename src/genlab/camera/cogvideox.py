@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from genlab.core.cfg import CFGDenoiser, fixed_embedding
 from genlab.core.checkpoint import json_field, read_json
 from genlab.core.denoiser import DiffusersDenoiser
 from genlab.core.edm import karras_sigmas, sample
@@ -36,6 +37,7 @@ from genlab.core.loading import (
     loading_errors,
     pretrained_folder,
 )
+from genlab.core.pipelines import vae_decode, vae_scale_factor
 from genlab.errors import GenlabError
 
 REQUIRED_PARTS = ("transformer", "scheduler")
@@ -185,7 +187,7 @@ def clip_geometry(base: CogVideoXDenoiser) -> ClipGeometry:
     path = base.folder / "vae" / "config.json"
     vae = read_json(path, f"{base.folder}/vae has no config.json")
     return ClipGeometry(latent_shape, json_field(vae, "temporal_compression_ratio", int, path),
-                        2 ** (len(json_field(vae, "block_out_channels", list, path)) - 1))
+                        vae_scale_factor(json_field(vae, "block_out_channels", list, path)))
 
 
 def camera_plucker(poses: Tensor, geometry: ClipGeometry) -> Tensor:
@@ -243,8 +245,7 @@ def decode_clip(base: CogVideoXDenoiser, latents: Tensor) -> Tensor:
     vae = from_pretrained_checked(AutoencoderKLCogVideoX.from_pretrained, vae_folder, "CogVideoX VAE", strict=False,
                                   torch_dtype=base.model.dtype).to(latents.device)
     vae.enable_tiling()
-    frames = vae.decode(latents.permute(0, 2, 1, 3, 4).to(vae.dtype) / vae.config.scaling_factor).sample
-    return frames.permute(0, 2, 1, 3, 4).float().clamp(-1, 1)
+    return vae_decode(vae, latents.permute(0, 2, 1, 3, 4)).permute(0, 2, 1, 3, 4)
 
 
 @torch.no_grad()
@@ -264,11 +265,7 @@ def generate_camera_clip(model: nn.Module, poses: Tensor, steps: int = 50, seed:
     text, empty = prompt_embeddings(base, [prompt, ""]).chunk(2)
     denoiser = model
     if guidance_scale != 1:
-        from genlab.guidance.conditions import fixed_embedding
-        from genlab.guidance.guided import GuidanceTerm, GuidedDenoiser
-
-        denoiser = GuidedDenoiser(model, [GuidanceTerm("cfg", guidance_scale)], "encoder_hidden_states",
-                                  null_condition=fixed_embedding(empty))
+        denoiser = CFGDenoiser(model, guidance_scale, "encoder_hidden_states", fixed_embedding(empty))
     noise = torch.randn((1, *geometry.latent_shape), generator=torch.Generator().manual_seed(seed)).to(device)
     sigmas = karras_sigmas(steps, base.sigma_min, base.sigma_max)
     latents = sample(denoiser, noise, sigmas, plucker=plucker, encoder_hidden_states=text, progress=progress)

@@ -16,12 +16,15 @@ base (:class:`~genlab.camera.cogvideox.CogVideoXDenoiser`) is saved as a referen
 from __future__ import annotations
 
 import copy
-import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from genlab.base.info import ModelInfo
 from genlab.base.video_model import (
     MODEL_INFO_FILE,
     first_frame_kwargs,
@@ -35,6 +38,7 @@ from genlab.core.checkpoint import json_field
 from genlab.core.denoiser import EDMDenoiser
 from genlab.core.loading import load_pretrained
 from genlab.core.nets import VideoDiT
+from genlab.core.nets.control import FrozenBase
 from genlab.core.nets.video_dit import first_frame_condition
 from genlab.errors import GenlabError
 
@@ -68,7 +72,7 @@ class CameraBlindDenoiser(nn.Module):
         return self.base(x, sigma, **cond)
 
 
-class ControlNetCameraDenoiser(CameraBlindDenoiser):
+class ControlNetCameraDenoiser(FrozenBase, CameraBlindDenoiser):
     """VD3D: ``base`` (frozen: ``requires_grad`` off) plus a trainable camera branch.
 
     Args:
@@ -90,12 +94,6 @@ class ControlNetCameraDenoiser(CameraBlindDenoiser):
         self.controlnet, self.window = controlnet, (float(start), float(end))
         self.taps = taps_for(self.backbone)
         base.requires_grad_(False)
-
-    def train(self, mode: bool = True) -> ControlNetCameraDenoiser:
-        """Only the branch follows train/eval; the frozen base stays in eval mode."""
-        super().train(mode)
-        self.base.eval()
-        return self
 
     def active(self, sigma: Tensor) -> Tensor:
         """``[B]`` bool: whether the branch runs at each sample's noise level."""
@@ -145,6 +143,43 @@ class ConcatCameraDenoiser(EDMDenoiser):
         return super().forward(x, sigma, condition=condition, **cond)
 
 
+@dataclass(frozen=True)
+class CameraModelInfo(ModelInfo):
+    """A camera model's ``genlab.json``: its variant (one of :data:`VARIANTS`), the CogVideoX base it steers when
+    that is saved as a reference (:meth:`CogVideoXDenoiser.reference`; its fields are checked when it loads) and,
+    for the ControlNet, its window of diffusion times ``(start, end)``."""
+
+    variant: str
+    cogvideox: dict | None = None
+    window: tuple[float, float] | None = None
+
+    @classmethod
+    def from_json(cls, info: Mapping, source: Path | str) -> CameraModelInfo:
+        """The info in a camera model's ``genlab.json`` object ``info`` read from ``source``; GenlabError naming
+        ``source`` for an unknown variant or a missing or mistyped field."""
+        variant = json_field(info, "variant", str, source)
+        if variant not in VARIANTS:
+            raise GenlabError(f"{source}: unknown camera model variant {variant!r}")
+        if variant == "concat":
+            return cls(variant)
+        cogvideox = json_field(info, "cogvideox", dict, source) if "cogvideox" in info else None
+        if variant == "none":
+            return cls(variant, cogvideox)
+        window = json_field(info, "window", list, source)
+        if len(window) != 2 or not all(type(time) in (int, float) for time in window) or not 0 <= window[0] < window[1] <= 1:
+            raise GenlabError(f"{source} is corrupt: 'window' should be [start, end] with 0 <= start < end <= 1, "
+                              f"got {window!r}")
+        return cls(variant, cogvideox, tuple(window))
+
+    def to_json(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"method": "camera", "variant": self.variant}
+        if self.cogvideox is not None:
+            info["cogvideox"] = self.cogvideox
+        if self.window is not None:
+            info["window"] = list(self.window)
+        return info
+
+
 def save_camera_model(denoiser: nn.Module, folder: Path | str) -> None:
     """Write a camera denoiser (any of the three variants) to ``folder``.
 
@@ -154,11 +189,11 @@ def save_camera_model(denoiser: nn.Module, folder: Path | str) -> None:
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    info = {"method": "camera", "variant": denoiser.variant}
+    cogvideox = window = None
     if isinstance(denoiser, ConcatCameraDenoiser):
         save_video_model(denoiser, folder / "net")
     elif isinstance(denoiser.base, CogVideoXDenoiser):
-        info["cogvideox"] = denoiser.base.reference()
+        cogvideox = denoiser.base.reference()
     elif isinstance(denoiser.base, EDMDenoiser):
         save_video_model(denoiser.base, folder / "base")
     else:
@@ -167,32 +202,26 @@ def save_camera_model(denoiser: nn.Module, folder: Path | str) -> None:
                           "genlab.camera.cogvideox.CogVideoXDenoiser.from_folder(FOLDER)")
     if isinstance(denoiser, ControlNetCameraDenoiser):
         denoiser.controlnet.save_pretrained(folder / "controlnet")
-        info["window"] = list(denoiser.window)
-    (folder / MODEL_INFO_FILE).write_text(json.dumps(info, indent=2))
+        window = tuple(denoiser.window)
+    CameraModelInfo(denoiser.variant, cogvideox, window).save(folder)
 
 
 def load_camera_model(path: Path | str) -> nn.Module:
     """Load a model written by :func:`save_camera_model` (a run folder or its ``model/``), in eval mode."""
-    folder, info = read_model_info(path, "camera", "add cameras with `genlab train camera --base VIDEO_MODEL`")
+    folder, saved = read_model_info(path, "camera", "add cameras with `genlab train camera --base VIDEO_MODEL`")
     source = folder / MODEL_INFO_FILE
-    variant = json_field(info, "variant", str, source)
-    if variant not in VARIANTS:
-        raise GenlabError(f"{path}: unknown camera model variant {variant!r}")
-    if variant == "concat":
+    info = CameraModelInfo.from_json(saved, source)
+    if info.variant == "concat":
         net_denoiser = load_video_model(folder / "net")
         return ConcatCameraDenoiser(net_denoiser.net, net_denoiser.schedule).eval()
-    if "cogvideox" in info:
-        base = CogVideoXDenoiser.from_reference(info["cogvideox"], source)
+    if info.cogvideox is not None:
+        base = CogVideoXDenoiser.from_reference(info.cogvideox, source)
     else:
         base = load_video_model(folder / "base")
-    if variant == "none":
+    if info.variant == "none":
         return CameraBlindDenoiser(base).eval()
-    window = json_field(info, "window", list, source)
-    if len(window) != 2 or not all(type(time) in (int, float) for time in window) or not 0 <= window[0] < window[1] <= 1:
-        raise GenlabError(f"{source} is corrupt: 'window' should be [start, end] with 0 <= start < end <= 1, "
-                          f"got {window!r}")
     controlnet = load_pretrained(CameraControlNet, folder / "controlnet", "camera branch")
-    return ControlNetCameraDenoiser(base, controlnet, tuple(window)).eval()
+    return ControlNetCameraDenoiser(base, controlnet, info.window).eval()
 
 
 def trainable_parameters(denoiser: nn.Module) -> int:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from genlab.core.edm import EDMSchedule, _expand, preconditioning
+from genlab.core.edm import EDMSchedule, append_dims, preconditioning
 from genlab.errors import GenlabError
 
 
@@ -45,8 +45,8 @@ class EDMDenoiser(nn.Module):
 
     def forward(self, x: Tensor, sigma: Tensor, **cond) -> Tensor:
         c_skip, c_out, c_in, c_noise = preconditioning(sigma.to(torch.float32), self.schedule.sigma_data)
-        raw = self.net(_expand(c_in, x).to(x.dtype) * x, c_noise, **cond)
-        return _expand(c_skip, x) * x + _expand(c_out, x) * raw.to(torch.float32)
+        raw = self.net(append_dims(c_in, x).to(x.dtype) * x, c_noise, **cond)
+        return append_dims(c_skip, x) * x + append_dims(c_out, x) * raw.to(torch.float32)
 
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
@@ -129,7 +129,7 @@ class DiffusersDenoiser(nn.Module):
 
     def forward(self, x: Tensor, sigma: Tensor, **cond) -> Tensor:
         sigma = sigma.to(torch.float32).to(x.device)
-        scale = _expand(1 / (1 + sigma**2).sqrt(), x)
+        scale = append_dims(1 / (1 + sigma**2).sqrt(), x)
         x_t = (x * scale).to(self.model.dtype if hasattr(self.model, "dtype") else x.dtype)
         timestep = self.sigma_to_timestep(sigma).to(torch.float32)
         output = self.model(x_t, timestep=timestep, **cond)
@@ -138,7 +138,7 @@ class DiffusersDenoiser(nn.Module):
         if output.shape[1] == 2 * x.shape[1]:
             output = output[:, : x.shape[1]]
         if self.prediction_type == "epsilon":
-            return x - _expand(sigma, x) * output
+            return x - append_dims(sigma, x) * output
         if self.prediction_type == "v_prediction":
-            return scale * (x * scale - _expand(sigma, x) * output)
+            return scale * (x * scale - append_dims(sigma, x) * output)
         return output

@@ -1,5 +1,10 @@
 """EDM diffusion math (Karras et al., 2022): preconditioning, training noise levels, loss, samplers.
 
+The samplers share one signature, ``sampler(denoiser, noise, sigmas, ..., generator, progress,
+callback, **cond)``: :func:`sample` solves the probability-flow ODE (Euler or Heun, optionally with
+EDM's churn) and :func:`sample_ancestral` takes DDIM's stochastic (η) steps, optionally keeping the
+graph of only the last K steps.
+
 Conventions: data ``x0`` has standard deviation about ``sigma_data``; a noisy sample at noise
 level ``sigma`` is ``x = x0 + sigma * n`` with ``n ~ N(0, I)``. A *denoiser* is any callable
 ``denoiser(x, sigma, **cond) -> x0_hat`` with ``sigma`` a tensor of shape ``[B]`` (see
@@ -9,7 +14,7 @@ level ``sigma`` is ``x = x0 + sigma * n`` with ``n ~ N(0, I)``. A *denoiser* is 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +37,11 @@ class EDMSchedule:
     rho: float = 7.0
     p_mean: float = -1.2
     p_std: float = 1.2
+
+
+def append_dims(values: Tensor, like: Tensor) -> Tensor:
+    """Per-sample ``values [B]`` reshaped to ``[B, 1, 1, ...]``, to broadcast against ``like [B, ...]``."""
+    return values.reshape(-1, *([1] * (like.dim() - 1)))
 
 
 def preconditioning(sigma: Tensor, sigma_data: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -73,7 +83,7 @@ def edm_loss(
     """Per-sample EDM loss ``λ(σ)·mean‖D(x0 + σn, σ) − x0‖²``; returns shape ``[B]``."""
     sigma = sample_training_sigmas(x0.shape[0], schedule, x0.device, generator)
     noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-    denoised = denoiser(x0 + _expand(sigma, x0) * noise, sigma, **cond)
+    denoised = denoiser(x0 + append_dims(sigma, x0) * noise, sigma, **cond)
     squared_error = (denoised.float() - x0.float()).pow(2).flatten(1).mean(1)
     return loss_weight(sigma, schedule.sigma_data) * squared_error
 
@@ -154,11 +164,102 @@ def sample(
     return x.to(noise.dtype)
 
 
+def ancestral_scales(sigma: Tensor, sigma_next: Tensor, eta: float) -> tuple[Tensor, Tensor]:
+    """``(σ_down, σ_up)`` of an ancestral step from ``sigma`` to ``sigma_next`` (0-d tensors).
+
+    ``σ_up = η·sqrt(σ'²(σ² − σ'²)/σ²)`` and ``σ_down = sqrt(σ'² − σ_up²)``, so the step keeps the
+    marginal noise level: ``σ_down² + σ_up² = σ'²``.
+    """
+    variance_up = sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2
+    sigma_up = eta * variance_up.clamp_min(0).sqrt()
+    sigma_down = (sigma_next**2 - sigma_up**2).clamp_min(0).sqrt()
+    return sigma_down, sigma_up
+
+
+def ancestral_mean(x: Tensor, denoised: Tensor, sigma: Tensor, sigma_down: Tensor) -> Tensor:
+    """Mean of an ancestral step's Gaussian, the Euler step to ``σ_down``: ``x + (σ_down − σ)·(x − D)/σ``."""
+    return x + (sigma_down - sigma) * (x - denoised) / sigma
+
+
+@dataclass
+class AncestralStep:
+    """Step ``index`` (``σ_i → σ_{i+1}``) of :func:`ancestral_steps`: ``x_next = mean + σ_up·z``, ``z ~ N(0, I)``.
+
+    ``x``, ``mean`` and ``x_next`` are ``[B, ...]`` float32; ``sigma_up`` is 0-d (0: a deterministic step).
+    """
+
+    index: int
+    x: Tensor
+    mean: Tensor
+    sigma_up: Tensor
+    x_next: Tensor
+
+
+def ancestral_steps(
+    denoiser: Denoiser, noise: Tensor, sigmas: Tensor, eta: float = 1.0, generator: torch.Generator | None = None,
+    progress: bool = False, step_noise: Tensor | None = None, grad_steps: int | None = None, **cond,
+) -> Iterator[AncestralStep]:
+    """The steps of :func:`sample_ancestral` (same arguments), one :class:`AncestralStep` each, in order."""
+    num_steps = len(sigmas) - 1
+    if grad_steps is not None and not 0 <= grad_steps <= num_steps:
+        raise GenlabError(f"K = {grad_steps} back-propagated steps is more than the {num_steps} sampling steps; "
+                          f"use --k between 1 and {num_steps}, or more --sampling-steps")
+    first_with_graph = 0 if grad_steps is None else num_steps - grad_steps
+    sigmas = sigmas.to(device=noise.device, dtype=torch.float32)
+    x = noise.to(torch.float32) * sigmas[0]
+    if step_noise is None:
+        step_noise = torch.randn((num_steps, *noise.shape), generator=generator, dtype=torch.float32)
+    step_noise = step_noise.to(device=noise.device, dtype=torch.float32)
+    for i in tqdm(range(num_steps), desc=f"ancestral sampling (eta {eta})", disable=not progress, leave=False):
+        sigma, sigma_next = sigmas[i], sigmas[i + 1]
+        sigma_down, sigma_up = ancestral_scales(sigma, sigma_next, eta)
+        with torch.set_grad_enabled(i >= first_with_graph and torch.is_grad_enabled()):
+            denoised = denoiser(x, sigma.expand(x.shape[0]), **cond).to(torch.float32)
+            mean = ancestral_mean(x, denoised, sigma, sigma_down)
+            x_next = mean + sigma_up * step_noise[i]
+        yield AncestralStep(i, x, mean, sigma_up, x_next)
+        x = x_next
+
+
+def sample_ancestral(
+    denoiser: Denoiser, noise: Tensor, sigmas: Tensor, eta: float = 1.0, generator: torch.Generator | None = None,
+    progress: bool = False, callback: Callable[[int, Tensor], None] | None = None, step_noise: Tensor | None = None,
+    grad_steps: int | None = None, **cond,
+) -> Tensor:
+    """Ancestral sampling: DDIM with stochasticity ``η`` written in EDM form, in float32.
+
+    Each step from ``σ`` to ``σ'`` draws ``x' ~ N(ancestral_mean(x, D(x, σ), σ, σ_down), σ_up²·I)``
+    (:func:`ancestral_scales`); ``η = 0`` is the deterministic Euler (DDIM) step and ``η = 1`` the
+    DDPM posterior step.
+
+    Args:
+        denoiser: ``denoiser(x, sigma [B], **cond) -> x0_hat``.
+        noise: unit Gaussian noise ``[B, ...]``; the start is ``noise * sigmas[0]``.
+        sigmas: decreasing noise levels ``[N + 1]`` ending in 0 (``N >= 1``).
+        eta: the stochasticity η of every step.
+        generator: RNG of the per-step noise ``z`` (drawn at the start, ``[N, B, ...]``, on the CPU).
+        progress: show a progress bar.
+        callback: called as ``callback(i, x)`` with the state at ``sigmas[i]`` for every level, ``i = 0 … N``.
+        step_noise: the per-step noise ``z [N, B, ...]``; None draws it from ``generator``.
+        grad_steps: K: only the last K steps record a graph for back-propagation (VADER's truncation;
+            the earlier ones run without, so memory does not grow with N); None: every step, as the
+            grad mode allows.
+        cond: passed to every denoiser call.
+
+    Returns:
+        The samples ``[B, ...]``, float32.
+    """
+    x = noise
+    for step in ancestral_steps(denoiser, noise, sigmas, eta, generator, progress, step_noise, grad_steps, **cond):
+        if callback is not None:
+            callback(step.index, step.x)
+        x = step.x_next
+    if callback is not None:
+        callback(len(sigmas) - 1, x)
+    return x
+
+
 def network_evaluations(num_steps: int, method: str) -> int:
     """Number of denoiser calls (NFE) of :func:`sample` with ``num_steps`` noise levels."""
     return 2 * num_steps - 1 if method == "heun" else num_steps
 
-
-def _expand(sigma: Tensor, like: Tensor) -> Tensor:
-    """Reshape ``sigma [B]`` to ``[B, 1, 1, ...]`` to broadcast against ``like``."""
-    return sigma.reshape(-1, *([1] * (like.dim() - 1)))

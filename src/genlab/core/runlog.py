@@ -2,6 +2,8 @@
 
 Writes that fail (a full disk) raise :class:`GenlabError` naming the file; the log is rewritten and
 the figure replaced through a temporary file, so a kill or a failed write never leaves them torn.
+Figures are drawn on their own Agg canvas (:func:`agg_figure`), never through pyplot, so importing
+genlab leaves matplotlib's global backend (a notebook's inline one, say) as it was.
 """
 
 from __future__ import annotations
@@ -10,13 +12,22 @@ import json
 import os
 from pathlib import Path
 
-import matplotlib
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from genlab.core.paths import write_text_atomic
 from genlab.errors import GenlabError
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+
+def agg_figure(figsize: tuple[float, float], dpi: int = 110) -> Figure:
+    """A figure on its own Agg canvas: draw with ``figure.subplots()``, write with ``figure.savefig``.
+
+    Unlike ``pyplot.subplots`` it neither reads nor changes pyplot's backend and state, and it is
+    freed like any object (no ``pyplot.close``).
+    """
+    figure = Figure(figsize=figsize, dpi=dpi)
+    FigureCanvasAgg(figure)
+    return figure
 
 
 def _write_failed(path: Path, error: OSError) -> GenlabError:
@@ -61,7 +72,8 @@ def plot_curve(log_path: Path, png_path: Path, x: str, y: str, title: str, log_y
     and every value is positive)."""
     png_path = Path(png_path)
     records = [r for r in read_log(log_path) if isinstance(r, dict) and x in r and y in r]
-    figure, axis = plt.subplots(figsize=(5, 3.2), dpi=110)
+    figure = agg_figure((5, 3.2))
+    axis = figure.subplots()
     temporary = png_path.with_name(f".{png_path.stem}.tmp{png_path.suffix}")
     try:
         if records:
@@ -79,8 +91,6 @@ def plot_curve(log_path: Path, png_path: Path, x: str, y: str, title: str, log_y
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise _write_failed(png_path, error) from error
-    finally:
-        plt.close(figure)
     return png_path
 
 

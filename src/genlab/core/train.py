@@ -273,7 +273,7 @@ class TrainResult:
     last_loss: float
 
 
-class _StopFlag:
+class StopFlag:
     """Turns SIGINT/SIGTERM into a flag checked between steps (a second Ctrl-C aborts).
 
     Inside :meth:`shielded` (a checkpoint being saved) a second Ctrl-C does not abort: it is noted in
@@ -390,7 +390,7 @@ class Trainer:
                         disable=not (cfg.progress and accelerator.is_main_process), dynamic_ncols=True)
         window, last_loss, started = [], float("nan"), time.perf_counter()
         step = start
-        with _StopFlag() as stop:
+        with StopFlag() as stop:
             for step, batch in enumerate(loader, start=start):
                 loss, grad_norm = self._step(model, optimizer, batch, step)
                 window.append(loss)

@@ -13,14 +13,18 @@ One folder holds all three parts (``save_pretrained`` / ``from_pretrained``)::
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from transformers import LlamaForCausalLM
 
-from genlab.base.image_model import MODEL_INFO_FILE, generate_images
+from genlab.base.image_model import generate_images
+from genlab.base.info import MODEL_INFO_FILE, is_number
+from genlab.core.cfg import CFGDenoiser, null_class
 from genlab.core.checkpoint import json_field, read_json
 from genlab.core.denoiser import EDMDenoiser
 from genlab.core.edm import edm_loss
@@ -30,12 +34,43 @@ from genlab.disco.encoder import LatentEncoder
 from genlab.disco.network import DisCoNet
 from genlab.disco.prior import LatentPrior
 from genlab.errors import GenlabError
-from genlab.guidance import GuidanceTerm, GuidedDenoiser
-from genlab.guidance.conditions import null_class
 
 METHOD = "disco"
-#: The types of the facts ``genlab.json`` keeps beside the settings (:attr:`DisCoDiff.info`).
+#: The JSON types of the facts ``genlab.json`` keeps beside the settings (:class:`DisCoInfo`).
 INFO_KINDS = {"data": str, "num_classes": int, "channels": int, "resolution": int, "code_usage": list}
+
+
+@dataclass(frozen=True)
+class DisCoInfo:
+    """The facts a DisCo-Diff model's ``genlab.json`` keeps beside its settings (:attr:`DisCoDiff.info`).
+
+    The data set, its classes (0: unconditional), channels and resolution, and after stage 1 the share
+    of its codes each latent uses. None: not recorded (and then left out of the file).
+    """
+
+    data: str | None = None
+    num_classes: int | None = None
+    channels: int | None = None
+    resolution: int | None = None
+    code_usage: tuple[float, ...] | None = None
+
+    @classmethod
+    def from_json(cls, info: Mapping, source: Path | str) -> DisCoInfo:
+        """The facts in a DisCo-Diff ``genlab.json`` object ``info`` read from ``source``; GenlabError naming
+        ``source`` for a mistyped one."""
+        kept = {key: json_field(info, key, kind, source) for key, kind in INFO_KINDS.items() if key in info}
+        if "code_usage" in kept:
+            if not all(is_number(share) for share in kept["code_usage"]):
+                raise GenlabError(f"{source} is corrupt: 'code_usage' should be a list of numbers, "
+                                  f"got {kept['code_usage']!r}")
+            kept["code_usage"] = tuple(kept["code_usage"])
+        return cls(**kept)
+
+    def to_json(self) -> dict[str, Any]:
+        """The recorded facts, in the order and form ``genlab.json`` keeps them."""
+        facts = {key: getattr(self, key) for key in INFO_KINDS}
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in facts.items()
+                if value is not None}
 
 
 class DisCoDiff(nn.Module):
@@ -48,12 +83,12 @@ class DisCoDiff(nn.Module):
         temperature: Gumbel-softmax τ in stage 1.
         straight_through: exact one-hot codes forward, soft gradients backward.
         latent_dropout: probability that a training image's latents are replaced by the null latents.
-        info: data set and shape facts saved with the model (``data``, ``num_classes``, …).
+        info: the data set and shape facts saved with the model (:class:`DisCoInfo`).
     """
 
     def __init__(self, encoder: LatentEncoder, denoiser: EDMDenoiser, prior: LatentPrior | None = None, *,
                  temperature: float = 1.0, straight_through: bool = False, latent_dropout: float = 0.1,
-                 info: dict | None = None):
+                 info: DisCoInfo | None = None):
         super().__init__()
         if not 0 <= latent_dropout <= 1:
             raise GenlabError(f"latent dropout must be in [0, 1], got {latent_dropout}")
@@ -61,7 +96,7 @@ class DisCoDiff(nn.Module):
             raise GenlabError(f"Gumbel-softmax temperature must be > 0, got {temperature}")
         self.encoder, self.denoiser, self.prior = encoder, denoiser, prior
         self.temperature, self.straight_through, self.latent_dropout = temperature, straight_through, latent_dropout
-        self.info = dict(info or {})
+        self.info = info or DisCoInfo()
 
     @property
     def num_latents(self) -> int:
@@ -136,12 +171,11 @@ class DisCoDiff(nn.Module):
                               "`genlab train disco --resume` or pass codes (e.g. from encode())")
         return self.prior.sample(num, class_labels, temperature, generator)
 
-    def latent_guided(self, scale: float) -> GuidedDenoiser | None:
+    def latent_guided(self, scale: float) -> CFGDenoiser | None:
         """CFG on the latents: ``D_null + w (D_codes − D_null)``; None when ``scale == 1`` (no guidance)."""
         if scale == 1:
             return None
-        return GuidedDenoiser(self.denoiser, [GuidanceTerm("cfg", scale)], condition_key="codes",
-                              null_condition=null_class(self.num_codes))
+        return CFGDenoiser(self.denoiser, scale, "codes", null_class(self.num_codes))
 
     @torch.no_grad()
     def generate(self, num: int, class_labels: Tensor | None = None, codes: Tensor | None = None,
@@ -153,7 +187,7 @@ class DisCoDiff(nn.Module):
         class-conditional models. The prior draws with a generator seeded by ``seed``, the
         sampler's noise with one seeded by ``seed + 1``.
         """
-        if self.info.get("num_classes") and class_labels is None:
+        if self.info.num_classes and class_labels is None:
             raise GenlabError("this DisCo-Diff model is class-conditional: pass class_labels")
         generator = torch.Generator().manual_seed(seed)
         if codes is None:
@@ -173,7 +207,7 @@ class DisCoDiff(nn.Module):
         self.denoiser.net.save_pretrained(folder / "denoiser")
         if self.prior is not None:
             self.prior.lm.save_pretrained(folder / "prior")
-        info = {**self.info, "method": METHOD, "temperature": self.temperature,
+        info = {**self.info.to_json(), "method": METHOD, "temperature": self.temperature,
                 "straight_through": self.straight_through, "latent_dropout": self.latent_dropout,
                 "has_prior": self.prior is not None, **asdict(self.denoiser.schedule)}
         (folder / MODEL_INFO_FILE).write_text(json.dumps(info, indent=2))
@@ -189,15 +223,15 @@ class DisCoDiff(nn.Module):
         if (folder / "model" / MODEL_INFO_FILE).is_file():
             folder = folder / "model"
         source = folder / MODEL_INFO_FILE
-        info = read_json(source, f"{path} holds no genlab model (no {MODEL_INFO_FILE}); {hint}")
-        if info.get("method") != METHOD:
+        saved = read_json(source, f"{path} holds no genlab model (no {MODEL_INFO_FILE}); {hint}")
+        if saved.get("method") != METHOD:
             raise GenlabError(f"{path} holds a plain image model, not DisCo-Diff; use `genlab sample image`")
-        settings = {"temperature": json_field(info, "temperature", (int, float), source),
-                    "straight_through": json_field(info, "straight_through", bool, source),
-                    "latent_dropout": json_field(info, "latent_dropout", (int, float), source)}
-        kept = {key: json_field(info, key, kind, source) for key, kind in INFO_KINDS.items() if key in info}
-        schedule = read_schedule(info, source)
-        has_prior = json_field(info, "has_prior", bool, source) if "has_prior" in info else False
+        settings = {"temperature": json_field(saved, "temperature", (int, float), source),
+                    "straight_through": json_field(saved, "straight_through", bool, source),
+                    "latent_dropout": json_field(saved, "latent_dropout", (int, float), source)}
+        info = DisCoInfo.from_json(saved, source)
+        schedule = read_schedule(saved, source)
+        has_prior = json_field(saved, "has_prior", bool, source) if "has_prior" in saved else False
         encoder = load_pretrained(LatentEncoder, folder / "encoder", "DisCo-Diff encoder")
         net = load_pretrained(DisCoNet, folder / "denoiser", "DisCo-Diff denoiser")
         prior = None
@@ -211,4 +245,4 @@ class DisCoDiff(nn.Module):
             for key in ("num_latents", "num_codes", "num_classes"):
                 json_field(shape, key, int, f"{prior_folder / 'config.json'} (genlab_prior)")
             prior = LatentPrior(lm).eval()
-        return cls(encoder, EDMDenoiser(net, schedule), prior, **settings, info=kept).eval()
+        return cls(encoder, EDMDenoiser(net, schedule), prior, **settings, info=info).eval()

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -23,7 +23,7 @@ from genlab.core.train import Trainer
 from genlab.data import load_dataset
 from genlab.disco.config import DisCoConfig
 from genlab.disco.encoder import LatentEncoder
-from genlab.disco.model import DisCoDiff
+from genlab.disco.model import DisCoDiff, DisCoInfo
 from genlab.disco.network import DisCoNet
 from genlab.disco.prior import LatentPrior, build_prior_lm
 from genlab.errors import GenlabError
@@ -46,7 +46,7 @@ def build_disco(config: DisCoConfig, channels: int, resolution: int, num_classes
                 **MODEL_SIZES[config.arch][config.size]}
     net = DisCoNet(config.arch, backbone, config.num_latents, config.num_codes, latent_groups=config.latent_groups,
                    **LATENT_SIZES[config.size])
-    info = {"data": config.data, "num_classes": num_classes, "channels": channels, "resolution": resolution}
+    info = DisCoInfo(data=config.data, num_classes=num_classes, channels=channels, resolution=resolution)
     return DisCoDiff(encoder, EDMDenoiser(net, EDMSchedule()), temperature=config.temperature,
                      straight_through=config.straight_through, latent_dropout=config.latent_dropout, info=info)
 
@@ -82,7 +82,7 @@ def train_disco(config: DisCoConfig) -> DisCoDiff:
     dataset = load_dataset(config.data, "train", config.resolution, config.seed)
     images, labels = dataset.images(), dataset.labels()
     model = build_disco(config, dataset.channels, dataset.resolution, dataset.num_classes)
-    num_classes = model.info["num_classes"]
+    num_classes = model.info.num_classes
     run_config = {**asdict(config), "resolution": dataset.resolution, "method": "disco"}
 
     stage1 = Trainer(model, stage1_loss(num_classes, config.label_dropout), TensorDataset(images, labels),
@@ -90,7 +90,7 @@ def train_disco(config: DisCoConfig) -> DisCoDiff:
     model = stage1.fit(resume=_resume_stage(run_dir / "stage1", config.resume)).ema_model.eval()
     model.calibrate_encoder(images)
     usage = model.code_usage(images)
-    model.info["code_usage"] = usage.tolist()
+    model.info = replace(model.info, code_usage=tuple(usage.tolist()))
     if stage1.accelerator.is_main_process:  # every process encodes the data for stage 2; one warns
         warn_collapse(usage)
 

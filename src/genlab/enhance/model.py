@@ -23,7 +23,7 @@ from genlab.core.checkpoint import json_field
 from genlab.core.denoiser import EDMDenoiser
 from genlab.core.loading import load_pretrained
 from genlab.core.nets import VideoDiT
-from genlab.core.nets.control import VideoDiTTaps, residual_control
+from genlab.core.nets.control import FrozenBase, VideoDiTTaps, residual_control
 from genlab.enhance.config import VARIANTS
 from genlab.enhance.controlnet import EnhanceControlNet, space_label
 from genlab.errors import GenlabError
@@ -40,7 +40,7 @@ def check_base(base: EDMDenoiser) -> VideoDiT:
     return net
 
 
-class ControlNetEnhancer(nn.Module):
+class ControlNetEnhancer(FrozenBase):
     """VEnhancer: ``base`` (frozen: ``requires_grad`` off, always in eval mode) plus a trainable branch.
 
     ``forward(x [B, T, 3, R, R], sigma [B], hint [B, T, 3, R, R], key_frames [B, T] bool, space [B],
@@ -56,11 +56,6 @@ class ControlNetEnhancer(nn.Module):
         self.schedule, self.sigma_min, self.sigma_max = base.schedule, base.sigma_min, base.sigma_max
         self.taps = VideoDiTTaps(base.net)
         base.requires_grad_(False)
-
-    def train(self, mode: bool = True) -> ControlNetEnhancer:
-        super().train(mode)
-        self.base.eval()
-        return self
 
     def forward(self, x: Tensor, sigma: Tensor, hint: Tensor, key_frames: Tensor, space: Tensor,
                 augment_sigma: Tensor) -> Tensor:

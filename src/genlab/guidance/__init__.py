@@ -2,7 +2,8 @@
 
 ``GuidedDenoiser`` wraps any genlab denoiser (or a diffusers model through
 :class:`~genlab.core.denoiser.DiffusersDenoiser`), so every genlab sampler can use it; see
-:mod:`genlab.guidance.guided` for the formula and :mod:`genlab.guidance.tsg` for the hook.
+:mod:`genlab.guidance.guided` for the formula (CFG's guided prediction and null conditions, which
+it builds on, are in :mod:`genlab.core.cfg`) and :mod:`genlab.guidance.tsg` for the hook.
 """
 
 from genlab.lazy import lazy_exports
@@ -10,7 +11,7 @@ from genlab.lazy import lazy_exports
 GUIDANCE_CHOICES = ("none", "cfg", "icg", "tsg", "icg+tsg")  # the values of ``--guidance`` (see parse_guidance)
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    ".conditions": ("fixed_embedding", "gaussian_embedding", "null_class", "random_class", "random_tokens"),
+    ".conditions": ("gaussian_embedding", "random_class", "random_tokens"),
     ".guided": ("GuidanceTerm", "GuidedDenoiser", "cfg_warning", "guide_class_model", "parse_guidance"),
     ".tsg": ("perturbed_time_embedding", "time_embedding_modules"),
 })

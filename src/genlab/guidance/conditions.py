@@ -1,7 +1,7 @@
-"""Conditions for the guidance branch: CFG's "null" condition and ICG's independent condition.
+"""ICG's independent conditions for the guidance branch (CFG's null conditions are in :mod:`genlab.core.cfg`).
 
-Each maker is a callable ``make(condition) -> condition`` that returns a tensor shaped like the
-batch's real condition (class ids ``[B]`` or embeddings ``[B, L, D]``). ICG's makers draw afresh
+Each maker is a :data:`~genlab.core.cfg.ConditionMaker`, ``make(condition) -> condition``, that returns
+a tensor shaped like the batch's real condition (class ids ``[B]`` or embeddings ``[B, L, D]``). They draw afresh
 on every call, i.e. at every sampling step, from the ``generator=`` they are called with
 (:class:`~genlab.guidance.GuidedDenoiser` and the diffusers guiders pass their seeded one;
 None uses torch's global RNG). A maker of your own may take ``generator=`` too, and is then
@@ -15,18 +15,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from genlab.core.cfg import ConditionMaker
 from genlab.guidance.rng import randint, randn
-
-ConditionMaker = Callable[[Tensor], Tensor]
-
-
-def null_class(null_id: int) -> ConditionMaker:
-    """CFG for class models: every label replaced by the null label ``null_id``."""
-
-    def make(labels: Tensor) -> Tensor:
-        return torch.full_like(labels, null_id)
-
-    return make
 
 
 def random_class(num_classes: int) -> ConditionMaker:
@@ -44,15 +34,6 @@ def gaussian_embedding() -> ConditionMaker:
     def make(embedding: Tensor, generator: torch.Generator | None = None) -> Tensor:
         noise = randn(tuple(embedding.shape), generator, embedding.device).to(embedding.dtype)
         return noise * embedding.float().std().to(embedding.dtype)
-
-    return make
-
-
-def fixed_embedding(embedding: Tensor) -> ConditionMaker:
-    """CFG for embedding conditions: the unconditional (empty/negative prompt) embedding ``[1 or B, L, D]``."""
-
-    def make(condition: Tensor) -> Tensor:
-        return embedding.to(condition.device, condition.dtype).expand_as(condition)
 
     return make
 

@@ -4,7 +4,7 @@ With the conditional output ``D_c = D(x, σ, y)`` and one guidance output ``D_g`
 
     D̂ = D_c + Σ_terms (w_term(t) − 1) · (D_c − D_g)
 
-which for a single term is the familiar ``D_g + w·(D_c − D_g)``: ``w = 1`` gives ``D_c`` and
+(:func:`genlab.core.cfg.guided_prediction`), which for a single term is the familiar ``D_g + w·(D_c − D_g)``: ``w = 1`` gives ``D_c`` and
 ``w = 0`` gives ``D_g``. The guidance branches are
 
 * ``cfg``: the null condition (needs a model trained with condition dropout);
@@ -26,15 +26,20 @@ from __future__ import annotations
 import math
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
+from genlab.core.cfg import ConditionMaker, guided_prediction, null_class, repeat_batch
 from genlab.errors import GenlabError
 from genlab.guidance import GUIDANCE_CHOICES
-from genlab.guidance.conditions import ConditionMaker, null_class, random_class
+from genlab.guidance.conditions import random_class
 from genlab.guidance.rng import call_maker, guidance_generator, guidance_seed
 from genlab.guidance.tsg import perturbed_time_embedding, time_embedding_modules
+
+if TYPE_CHECKING:
+    from genlab.base.info import ImageModelInfo
 
 METHODS = ("cfg", "icg", "tsg")
 SCHEDULES = ("constant", "power")
@@ -161,7 +166,7 @@ class GuidedDenoiser(nn.Module):
             branches.append(call_maker(self.makers[method], condition, self.generator)
                             if method in self.makers else condition)
         batch, count = x.shape[0], len(branches)
-        call = {k: _repeat(v, count) for k, v in cond.items() if k != self.condition_key}
+        call = {k: repeat_batch(v, count) for k, v in cond.items() if k != self.condition_key}
         if condition is not None:
             call[self.condition_key] = torch.cat(branches)
         with ExitStack() as hooks:
@@ -170,17 +175,9 @@ class GuidedDenoiser(nn.Module):
                     rows = slice(branch * batch, (branch + 1) * batch)
                     hooks.enter_context(perturbed_time_embedding(self.tsg_modules[i], rows, self.terms[i].tsg_noise(t),
                                                                  self.generator))
-            outputs = self.denoiser(_repeat(x, count), _repeat(sigma, count), **call).chunk(count)
-        guided = outputs[0]
-        for i, output in zip(active, outputs[1:], strict=True):
-            weight = strengths[i].to(guided.dtype).reshape(-1, *([1] * (guided.dim() - 1)))
-            guided = guided + weight * (outputs[0] - output)
-        return guided
-
-
-def _repeat(value, count: int):
-    """Stack ``count`` copies of a batch tensor along dim 0 (non-tensors pass through)."""
-    return torch.cat([value] * count) if isinstance(value, Tensor) and value.dim() > 0 else value
+            outputs = self.denoiser(repeat_batch(x, count), repeat_batch(sigma, count), **call).chunk(count)
+        terms = [(strengths[i], output) for i, output in zip(active, outputs[1:], strict=True)]
+        return guided_prediction(outputs[0], terms)
 
 
 def guide_class_model(denoiser: nn.Module, num_classes: int, terms: list[GuidanceTerm],
@@ -243,20 +240,20 @@ def parse_guidance(name: str, scale: float, tsg_noise: float = 2.0, tsg_alpha: f
                          noise_exponent=float(tsg_alpha)) for method in methods]
 
 
-def cfg_warning(guidance: str, info: dict) -> str | None:
+def cfg_warning(guidance: str, info: ImageModelInfo) -> str | None:
     """The one-line warning (``genlab: warning: ...``) for CFG on a model without label dropout, else None.
 
     CFG's guidance branch is the null label, which a model learns only if trained with label dropout
     (``label_dropout`` in its ``genlab.json``); with ``label_dropout = 0`` the null label's embedding
     is untrained and CFG extrapolates away from an arbitrary prediction. Models saved before genlab
-    recorded ``label_dropout`` lack the key: their dropout is reported as unknown.
+    recorded ``label_dropout`` have ``info.label_dropout`` None: their dropout is reported as unknown.
     """
-    if "cfg" not in guidance.split("+") or not info.get("num_classes"):
+    if "cfg" not in guidance.split("+") or not info.num_classes:
         return None
-    dropout = info.get("label_dropout")
-    if _number(dropout) and dropout > 0:
+    dropout = info.label_dropout
+    if dropout is not None and dropout > 0:
         return None
-    known = "0" if _number(dropout) else "unknown (not recorded in its genlab.json)"
+    known = "0" if dropout is not None else "unknown (not recorded in its genlab.json)"
     return (f"genlab: warning: CFG needs a model trained with label dropout (its null label is otherwise never "
             f"learned), but this model's label dropout is {known}; expect poor samples, or retrain with "
             "--label-dropout 0.1, or use --guidance icg or tsg (no dropout needed)")

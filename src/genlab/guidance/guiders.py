@@ -56,8 +56,9 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.guiders.guider_utils import BaseGuidance, GuiderOutput, rescale_noise_cfg
 from torch import Tensor, nn
 
+from genlab.core.cfg import ConditionMaker, guided_prediction
 from genlab.errors import GenlabError
-from genlab.guidance.conditions import ConditionMaker, gaussian_embedding
+from genlab.guidance.conditions import gaussian_embedding
 from genlab.guidance.rng import call_maker, guidance_generator, guidance_seed
 from genlab.guidance.tsg import perturbed_time_embedding, time_embedding_modules
 
@@ -99,10 +100,8 @@ def _guide(guider: BaseGuidance, pred_cond: Tensor, terms: list[tuple[float, Ten
     weight is ``w`` instead, i.e. ``D_c + w·(D_c − D_g)``.
     """
     offset = 0.0 if guider.use_original_formulation else 1.0
-    pred = pred_cond
-    for scale, pred_guidance in terms:
-        if pred_guidance is not None:
-            pred = pred + (scale - offset) * (pred_cond - pred_guidance)
+    pred = guided_prediction(pred_cond, [(scale - offset, pred_guidance) for scale, pred_guidance in terms
+                                         if pred_guidance is not None])
     if guider.guidance_rescale > 0.0:
         pred = rescale_noise_cfg(pred, pred_cond, guider.guidance_rescale)
     return pred
@@ -122,15 +121,6 @@ def _pairs_of(data: BlockState, input_fields: dict[str, str | tuple[str, str]]) 
             value = getattr(data, attribute)
             pairs[name] = (value, value)
     return pairs
-
-
-def _check_tsg_settings(owner: str, noise_scale: float, noise_exponent: float, num_train_timesteps: int) -> None:
-    """Raise GenlabError unless TSG's s and α are finite and >= 0 and the timestep range is positive."""
-    for name, value in (("noise_scale", noise_scale), ("noise_exponent", noise_exponent)):
-        if not (math.isfinite(value) and value >= 0):
-            raise GenlabError(f"{owner} {name} must be a finite number >= 0, got {value}")
-    if num_train_timesteps < 1:
-        raise GenlabError(f"{owner} num_train_timesteps must be at least 1, got {num_train_timesteps}")
 
 
 class _GenlabGuidance(BaseGuidance, ABC):
@@ -275,9 +265,21 @@ class _IndependentCondition:
 class _TimeStepNoise:
     """TSG's part of a guider: hooks that noise the denoiser's time-step embedding.
 
-    Needs ``noise_scale``, ``noise_exponent``, ``first_blocks``, ``time_embedding`` and
-    ``num_train_timesteps`` on the guider.
+    Its settings ``noise_scale``, ``noise_exponent``, ``first_blocks``, ``num_train_timesteps`` and
+    ``time_embedding`` are kept by :meth:`_set_time_step_noise`.
     """
+
+    def _set_time_step_noise(self, noise_scale: float, noise_exponent: float, first_blocks: int | None,
+                             num_train_timesteps: int, time_embedding: str | None) -> None:
+        """Keep TSG's settings; GenlabError unless s and α are finite and >= 0 and the timestep range is positive."""
+        owner = type(self).__name__
+        for name, value in (("noise_scale", noise_scale), ("noise_exponent", noise_exponent)):
+            if not (math.isfinite(value) and value >= 0):
+                raise GenlabError(f"{owner} {name} must be a finite number >= 0, got {value}")
+        if num_train_timesteps < 1:
+            raise GenlabError(f"{owner} num_train_timesteps must be at least 1, got {num_train_timesteps}")
+        self.noise_scale, self.noise_exponent, self.first_blocks = noise_scale, noise_exponent, first_blocks
+        self.num_train_timesteps, self.time_embedding = num_train_timesteps, time_embedding
 
     def _perturb(self, denoiser: nn.Module) -> None:
         """Hook the time embedding(s) of ``denoiser`` until ``_remove_hooks``."""
@@ -394,16 +396,11 @@ class TSGGuidance(_TimeStepNoise, _GenlabGuidance):
                  use_original_formulation: bool = False, enabled: bool = True, time_embedding: str | None = None,
                  seed: int = 0):
         super().__init__(start, stop, enabled)
-        _check_tsg_settings("TSGGuidance", noise_scale, noise_exponent, num_train_timesteps)
+        self._set_time_step_noise(noise_scale, noise_exponent, first_blocks, num_train_timesteps, time_embedding)
         self._seed_draws(seed)
         self.guidance_scale = guidance_scale
-        self.noise_scale = noise_scale
-        self.noise_exponent = noise_exponent
-        self.first_blocks = first_blocks
-        self.num_train_timesteps = num_train_timesteps
         self.guidance_rescale = guidance_rescale
         self.use_original_formulation = use_original_formulation
-        self.time_embedding = time_embedding
 
     def _active_predictions(self) -> list[str]:
         return PREDICTIONS[: 1 + (self._term_on(self.guidance_scale) and self.noise_scale > 0)]
@@ -446,18 +443,13 @@ class ICGTSGGuidance(_IndependentCondition, _TimeStepNoise, _GenlabGuidance):
                  enabled: bool = True, time_embedding: str | None = None,
                  independent_condition: ConditionMaker | None = None, seed: int = 0):
         super().__init__(start, stop, enabled)
-        _check_tsg_settings("ICGTSGGuidance", noise_scale, noise_exponent, num_train_timesteps)
+        self._set_time_step_noise(noise_scale, noise_exponent, first_blocks, num_train_timesteps, time_embedding)
         self._seed_draws(seed)
         self.icg_scale = icg_scale
         self.tsg_scale = tsg_scale
-        self.noise_scale = noise_scale
-        self.noise_exponent = noise_exponent
         self.condition_fields = tuple(condition_fields)
-        self.first_blocks = first_blocks
-        self.num_train_timesteps = num_train_timesteps
         self.guidance_rescale = guidance_rescale
         self.use_original_formulation = use_original_formulation
-        self.time_embedding = time_embedding
         self.independent_condition = independent_condition
 
     def _active_predictions(self) -> list[str]:

@@ -31,14 +31,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from diffusers import AutoencoderKL, DiTPipeline, StableDiffusionPipeline
+from diffusers import DiTPipeline, StableDiffusionPipeline
 from diffusers.utils.torch_utils import randn_tensor
 from torch import Tensor
 
+from genlab.core.cfg import ConditionMaker, fixed_embedding
 from genlab.core.denoiser import DiffusersDenoiser
 from genlab.core.edm import karras_sigmas, sample
+from genlab.core.pipelines import latent_side, vae_decode, vae_scale_factor
 from genlab.errors import GenlabError
-from genlab.guidance.conditions import ConditionMaker, fixed_embedding, gaussian_embedding, random_tokens
+from genlab.guidance.conditions import gaussian_embedding, random_tokens
 from genlab.guidance.guided import GuidanceTerm, GuidedDenoiser, guide_class_model
 
 SUPPORTED_PIPELINES = (StableDiffusionPipeline, DiTPipeline)
@@ -98,7 +100,7 @@ def guided_pipeline_sample(
         supported = ", ".join(kind.__name__ for kind in SUPPORTED_PIPELINES)
         raise GenlabError(f"pipeline: {type(pipeline).__name__} is not supported; use one of {supported}")
     latents = _sample_latents(plan, steps, sampler, generator, pipeline.device)
-    return latents if output_type == "latent" else _decode(pipeline.vae, latents)
+    return latents if output_type == "latent" else vae_decode(pipeline.vae, latents)
 
 
 def _reject(value, name: str, pipeline) -> None:
@@ -109,18 +111,6 @@ def _reject(value, name: str, pipeline) -> None:
 
 def _uses(terms: list[GuidanceTerm], method: str) -> bool:
     return any(term.method == method for term in terms)
-
-
-def _latent_size(size: int | None, name: str, native: int, factor: int) -> int:
-    """The latent side for an image side of ``size`` pixels (default ``native · factor``)."""
-    size = native * factor if size is None else size
-    if size < factor or size % factor:
-        raise GenlabError(f"{name} must be a positive multiple of {factor} (the VAE's downscaling), got {size}")
-    return size // factor
-
-
-def _vae_factor(vae: AutoencoderKL) -> int:
-    return 2 ** (len(vae.config.block_out_channels) - 1)
 
 
 def _text_plan(pipeline: StableDiffusionPipeline, terms: list[GuidanceTerm], prompt, negative_prompt,
@@ -144,9 +134,9 @@ def _text_plan(pipeline: StableDiffusionPipeline, terms: list[GuidanceTerm], pro
     independent = _text_icg(pipeline, encode, icg_condition) if _uses(terms, "icg") else None
     denoiser = GuidedDenoiser(DiffusersDenoiser(pipeline.unet, pipeline.scheduler), terms, "encoder_hidden_states",
                               null_condition=null, independent_condition=independent)
-    factor, config = _vae_factor(pipeline.vae), pipeline.unet.config
-    shape = (len(embeddings), config.in_channels, _latent_size(height, "height", config.sample_size, factor),
-             _latent_size(width, "width", config.sample_size, factor))
+    factor, config = vae_scale_factor(pipeline.vae.config.block_out_channels), pipeline.unet.config
+    shape = (len(embeddings), config.in_channels, latent_side(height, "height", config.sample_size, factor),
+             latent_side(width, "width", config.sample_size, factor))
     return _Plan(denoiser, {"encoder_hidden_states": embeddings}, shape)
 
 
@@ -196,7 +186,7 @@ def _class_plan(pipeline: DiTPipeline, terms: list[GuidanceTerm], class_labels, 
         raise GenlabError("terms: this DiT has no null-class embedding (class_dropout_prob = 0), so CFG is unavailable")
     denoiser = guide_class_model(DiffusersDenoiser(pipeline.transformer, pipeline.scheduler), num_classes, terms,
                                  null_id=num_classes)
-    factor = _vae_factor(pipeline.vae)
+    factor = vae_scale_factor(pipeline.vae.config.block_out_channels)
     for name, size in (("height", height), ("width", width)):
         if size is not None and size != config.sample_size * factor:
             raise GenlabError(f"{name}: this DiT makes {config.sample_size * factor}-pixel images, got {size}")
@@ -242,10 +232,3 @@ def _draw_seed(generator: torch.Generator | list[torch.Generator] | None) -> int
         generator = generator[0] if generator else None
     where = generator.device if generator is not None else torch.device("cpu")
     return int(torch.randint(0, 2**62, (1,), generator=generator, device=where))
-
-
-def _decode(vae: AutoencoderKL, latents: Tensor) -> Tensor:
-    """VAE-decode latents ``[N, C, h, w]`` to images ``[N, 3, H, W]`` in ``[-1, 1]``."""
-    shift = getattr(vae.config, "shift_factor", None) or 0.0
-    images = vae.decode((latents / vae.config.scaling_factor + shift).to(vae.dtype)).sample
-    return images.float().clamp(-1, 1)

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
+from genlab.core.edm import append_dims
 from genlab.errors import GenlabError
 from genlab.guidance.rng import randn
 
@@ -123,7 +124,7 @@ def perturbed_time_embedding(modules: list[nn.Module], rows: slice, noise_scale:
                               f"{type(output).__name__}, not the embedding tensor; pass the module that outputs it as time_embedding=")
         branch = output[rows]
         spread = branch.float().std(dim=-1, keepdim=True)
-        scale = noise_scale.to(output.device).reshape(-1, *([1] * (branch.dim() - 1)))
+        scale = append_dims(noise_scale.to(output.device), branch)
         noise = randn(tuple(branch.shape), generator, branch.device)
         perturbed = output.clone()
         perturbed[rows] = (branch.float() + scale * spread * noise).to(output.dtype)

@@ -3,8 +3,9 @@
 A branch (a ControlNet) reads the backbone's tokens and conditioning vector at the input of its
 first block and returns one residual per block it feeds; :func:`residual_control` adds residual
 ``i`` to the output of block ``i`` while the context is open, leaving the backbone's code
-untouched. A :class:`BackboneTaps` says where a backbone keeps its blocks and how to read the
-tokens and conditioning from a block call: :class:`VideoDiTTaps` for genlab's
+untouched, and a :class:`FrozenBase` keeps the frozen base denoiser in eval mode while the branch
+trains. A :class:`BackboneTaps` says where a backbone keeps its blocks and how to read the tokens
+and conditioning from a block call: :class:`VideoDiTTaps` for genlab's
 :class:`~genlab.core.nets.VideoDiT`, :class:`CogVideoXTaps` for diffusers'
 ``CogVideoXTransformer3DModel``. Used by camera control (VD3D) and video enhancement (VEnhancer).
 """
@@ -18,9 +19,25 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
+from genlab.core.edm import append_dims
 from genlab.errors import GenlabError
 
 Branch = Callable[[Tensor, Tensor], list[Tensor]]
+
+
+class FrozenBase(nn.Module):
+    """A module that steers a frozen ``self.base`` (whose ``requires_grad`` its subclass turns off).
+
+    :meth:`train` switches the module's own parts and keeps the base in eval mode (no dropout, fixed
+    normalisation statistics), whichever mode is asked for.
+    """
+
+    base: nn.Module
+
+    def train(self, mode: bool = True) -> FrozenBase:
+        super().train(mode)
+        self.base.eval()
+        return self
 
 
 class BackboneTaps(ABC):
@@ -110,7 +127,7 @@ def residual_control(taps: BackboneTaps, branch: Branch, depth: int, weight: Ten
         tokens, emb = taps.tokens_and_embedding(args, kwargs)
         outputs = [r.to(tokens.dtype) for r in branch(tokens, emb)]
         if weight is not None:
-            outputs = [weight.to(tokens).reshape(-1, 1, 1) * r for r in outputs]
+            outputs = [append_dims(weight.to(tokens), r) * r for r in outputs]
         residuals[:] = outputs
 
     def add_residual(index: int):
