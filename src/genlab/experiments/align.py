@@ -34,10 +34,10 @@ from genlab.base.image_model import ImageModelConfig, load_image_model, train_im
 from genlab.base.video_model import VideoModelConfig, load_video_model, train_video_model, video_clips
 from genlab.core.checkpoint import latest_checkpoint
 from genlab.core.images import save_image_grid, save_video, video_grid
-from genlab.core.runlog import read_log
+from genlab.core.runlog import agg_figure, read_log
 from genlab.errors import GenlabError
 from genlab.experiments.parallel import map_in_processes
-from genlab.experiments.reporting import FrameFeatures, mean_std, timed_record
+from genlab.experiments.reporting import FrameFeatures, stat, stat_text, table, timed_record
 from genlab.metrics import evaluate_samples, frechet_distance, load_feature_net
 from genlab.metrics.evaluate import to_feature_resolution
 
@@ -246,7 +246,7 @@ def queries_to_reach(log: list[dict], level: float) -> int | None:
     return None
 
 
-def efficiency(records: list[dict], arm: str, seeds: int) -> dict:
+def efficiency_rows(records: list[dict], arm: str, seeds: int) -> list[dict]:
     """Per seed: DDPO's final (smoothed) reward and the queries each VADER variant needed to reach it."""
     rows = []
     for seed in range(seeds):
@@ -265,12 +265,44 @@ def efficiency(records: list[dict], arm: str, seeds: int) -> dict:
                            "seconds": next((r["seconds"] for r in log if r["queries"] == reached), None)}
             row[method]["time_ratio"] = row["ddpo_seconds"] / row[method]["seconds"] if reached else None
         rows.append(row)
-    return {"rows": rows}
+    return rows
+
+
+def efficiency(rows: list[dict]) -> dict:
+    """The per-seed rows of :func:`efficiency_rows` over seeds, as ``results.json`` holds them: DDPO's final
+    reward, gain and queries, and per VADER variant the seeds that reached DDPO's final reward and the query
+    and wall-time ratios over those seeds (None where none did)."""
+    summary = {"seeds": len(rows), "ddpo_queries": rows[0]["ddpo_queries"],
+               "ddpo_final": stat([r["ddpo_final"] for r in rows]), "ddpo_gain": stat([r["ddpo_gain"] for r in rows])}
+    for method in ("vader-k1", "vader-klarge"):
+        reached = [r[method] for r in rows if r[method]["ratio"] is not None]
+        summary[method] = {"reached": len(reached),
+                           **{key: stat([r[key] for r in reached]) if reached else None
+                              for key in ("ratio", "time_ratio")}}
+    return summary
+
+
+def samples(records: list[dict], arm: str) -> dict:
+    """Per method (the base first): reward, diversity and FD of the fixed-noise samples over seeds; for video
+    arms the optical flow along x and p(left), for arms with held-out labels the held-out labels' reward."""
+    summary = {}
+    for method in ("base", *METHODS):
+        chosen = [r["eval"] for r in records if r["arm"] == arm and r["method"] == method]
+        if not chosen:
+            continue
+        rows = [headline({"eval": e}) for e in chosen]
+        keys = [k for k in ("reward", "diversity", "fd", "flow_x", "p_left") if k in rows[0]]
+        summary[method] = {key: stat([r[key] for r in rows]) for key in keys}
+        if "held_out" in chosen[0]:
+            summary[method]["held_out_reward"] = stat([e["held_out"]["reward"] for e in chosen])
+    return summary
 
 
 # -- the whole reproduction -------------------------------------------------------------------------
 def run(out: Path, preset: AlignPreset, workers: int = 2) -> dict:
-    """The whole reproduction; returns (and writes) the results."""
+    """The whole reproduction. Writes ``results.json`` (the summary over seeds that :func:`report` renders and
+    docs/results/align/results.json holds), ``records.json`` (every run's log and evaluation), ``report.md`` and
+    ``curves.png``; returns the summary with the raw records under ``runs`` and ``base``."""
     if workers < 1:
         raise GenlabError(f"--num-workers must be >= 1, got {workers}")
     out.mkdir(parents=True, exist_ok=True)
@@ -283,26 +315,23 @@ def run(out: Path, preset: AlignPreset, workers: int = 2) -> dict:
     records = map_in_processes(align_job, jobs, workers, desc="alignment runs")
     base_records = map_in_processes(base_job, [(out, preset, arm.name) for arm in arms], workers, desc="base samples")
     results = {"preset": asdict(preset), "paper": PAPER, "training": training,
-               "arms": {arm.name: asdict(arm) for arm in arms}, "runs": records, "base": base_records,
-               "efficiency": {arm.name: efficiency(records, arm.name, preset.seeds) for arm in arms}}
-    plot_curves(out, results)
+               "arms": {arm.name: asdict(arm) for arm in arms},
+               "efficiency": {arm.name: efficiency(efficiency_rows(records, arm.name, preset.seeds)) for arm in arms},
+               "samples": {arm.name: samples(base_records + records, arm.name) for arm in arms}}
+    plot_curves(out, list(results["arms"]), records)
     (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / "records.json").write_text(json.dumps({"runs": records, "base": base_records}))
     (out / "report.md").write_text(report(results))
-    return results
+    return {**results, "runs": records, "base": base_records}
 
 
-def plot_curves(out: Path, results: dict) -> None:
+def plot_curves(out: Path, arms: list[str], records: list[dict]) -> None:
     """``curves.png``: smoothed reward against reward queries (top) and wall seconds (bottom), per arm."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    arms = list(results["arms"])
-    figure, axes = plt.subplots(2, len(arms), figsize=(3.4 * len(arms), 5.6), dpi=110, squeeze=False)
+    figure = agg_figure((3.4 * len(arms), 5.6))
+    axes = figure.subplots(2, len(arms), squeeze=False)
     colours = {"vader-k1": "tab:blue", "vader-klarge": "tab:green", "ddpo": "tab:red"}
     for column, arm in enumerate(arms):
-        for record in (r for r in results["runs"] if r["arm"] == arm):
+        for record in (r for r in records if r["arm"] == arm):
             log = record["log"]
             label = record["method"] if record["seed"] == 0 else None
             for row, key in enumerate(("queries", "seconds")):
@@ -315,19 +344,37 @@ def plot_curves(out: Path, results: dict) -> None:
     axes[0][0].legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(out / "curves.png")
-    plt.close(figure)
 
 
-def _ratio_text(rows: list[dict], method: str, key: str = "ratio") -> str:
-    ratios = [r[method][key] for r in rows]
-    reached = [x for x in ratios if x is not None]
-    text = mean_std(reached) + "×" if reached else "never"
-    return text + (f" ({len(reached)}/{len(ratios)} seeds reached)" if len(reached) < len(ratios) else "")
+# -- report -----------------------------------------------------------------------------------------
+def _ratio_text(summary: dict, key: str, seeds: int) -> str:
+    """A VADER variant's ratio cell: mean ± std over the seeds that reached DDPO's final reward, and how many
+    did ('never' if none; 'n/a' where the summary does not record it)."""
+    if summary["reached"] is None:
+        return "n/a"
+    text = stat_text(summary[key]) + "×" if summary[key] is not None else "never"
+    return text + (f" ({summary['reached']}/{seeds} seeds reached)" if summary["reached"] < seeds else "")
+
+
+def _efficiency_lines(results: dict) -> list[str]:
+    rows = [[arm, stat_text(eff["ddpo_final"]), stat_text(eff["ddpo_gain"]), eff["ddpo_queries"],
+             *(_ratio_text(eff[method], key, eff["seeds"]) for key in ("ratio", "time_ratio")
+               for method in ("vader-k1", "vader-klarge"))]
+            for arm, eff in results["efficiency"].items()]
+    return table(["arm", "DDPO final reward", "DDPO gain", "DDPO queries", "DDPO queries ÷ VADER K=1's",
+                  "÷ VADER K=large's", "DDPO seconds ÷ VADER K=1's", "÷ VADER K=large's"], rows)
+
+
+def _sample_rows(results: dict, arms: list[str], keys: tuple[str, ...], with_arm: bool = True) -> list[list[str]]:
+    """Table rows of the sample summaries: (arm,) method, then each key's mean ± std ('–' where not recorded)."""
+    return [[*([arm] if with_arm else []), method,
+             *(stat_text(scores[key]) if key in scores else "–" for key in keys)]
+            for arm in arms for method, scores in results["samples"][arm].items()]
 
 
 def report(results: dict) -> str:
-    """A Markdown report of :func:`run`'s results."""
-    preset = results["preset"]
+    """A Markdown report of the summary :func:`run` writes to ``results.json``."""
+    preset, arms = results["preset"], results["arms"]
     lines = [f"# VADER vs DDPO, preset {preset['name']}", "", f"Paper: {results['paper']}", "",
              f"Sampler: {preset['sampling_steps']} ancestral steps (η = 1); LoRA rank 8 on attention; batch "
              f"{preset['batch_size']}; VADER {preset['vader_updates']} updates (lr {preset['lr']}), DDPO "
@@ -336,45 +383,20 @@ def report(results: dict) -> str:
              "## Sample efficiency: queries VADER needs to reach DDPO's final reward", "",
              "A ratio is meaningful only where DDPO improved (its gain: final minus first smoothed reward); "
              "where it did not, VADER 'reaches' DDPO's level within the first smoothing window.", "",
-             "| arm | DDPO final reward | DDPO gain | DDPO queries | DDPO queries ÷ VADER K=1's | ÷ VADER K=large's | "
-             "DDPO seconds ÷ VADER K=1's | ÷ VADER K=large's |",
-             "|---|---|---|---|---|---|---|---|"]
-    for arm, eff in results["efficiency"].items():
-        rows = eff["rows"]
-        lines.append(f"| {arm} | {mean_std([r['ddpo_final'] for r in rows])} | "
-                     f"{mean_std([r['ddpo_gain'] for r in rows])} | {rows[0]['ddpo_queries']} | "
-                     f"{_ratio_text(rows, 'vader-k1')} | {_ratio_text(rows, 'vader-klarge')} | "
-                     f"{_ratio_text(rows, 'vader-k1', 'time_ratio')} | {_ratio_text(rows, 'vader-klarge', 'time_ratio')} |")
-    lines += ["", "## Aligned samples (fixed noise): reward, diversity kept, FD to the data", "",
-              "| arm | method | reward | diversity | FD |", "|---|---|---|---|---|"]
-    records = results["base"] + results["runs"]
-    for arm in results["arms"]:
-        for method in ("base", *METHODS):
-            chosen = [headline(r) for r in records if r["arm"] == arm and r["method"] == method]
-            if chosen:
-                lines.append(f"| {arm} | {method} | {mean_std([c['reward'] for c in chosen])} | "
-                             f"{mean_std([c['diversity'] for c in chosen])} | {mean_std([c['fd'] for c in chosen])} |")
-    video_arms = [arm for arm, spec in results["arms"].items() if spec["base"] == "video"]
+             *_efficiency_lines(results),
+             "", "## Aligned samples (fixed noise): reward, diversity kept, FD to the data", "",
+             *table(["arm", "method", "reward", "diversity", "FD"],
+                    _sample_rows(results, list(arms), ("reward", "diversity", "fd")))]
+    video_arms = [arm for arm, spec in arms.items() if spec["base"] == "video"]
     if video_arms:
         lines += ["", "## Video: independent motion checks on the same samples", "",
                   "Global optical flow along x (px/frame, negative = leftward) and p(left) under the shipped motion "
                   "classifier (the `motion-left` reward).", "",
-                  "| arm | method | flow x | p(left) |", "|---|---|---|---|"]
-        for arm in video_arms:
-            for method in ("base", *METHODS):
-                chosen = [r["eval"] for r in records if r["arm"] == arm and r["method"] == method]
-                if chosen:
-                    lines.append(f"| {arm} | {method} | {mean_std([c['flow_x'] for c in chosen])} | "
-                                 f"{mean_std([c['p_left'] for c in chosen])} |")
-    held = [arm for arm, spec in results["arms"].items() if spec["held_out"]]
-    for arm in held:
-        lines += ["", f"## Held-out labels ({arm}: trained on {results['arms'][arm]['labels']})", "",
-                  "| method | reward, training labels | reward, held-out labels |", "|---|---|---|"]
-        for method in ("base", *METHODS):
-            chosen = [r["eval"] for r in records if r["arm"] == arm and r["method"] == method]
-            if chosen:
-                lines.append(f"| {method} | {mean_std([c['train']['reward'] for c in chosen])} | "
-                             f"{mean_std([c['held_out']['reward'] for c in chosen])} |")
+                  *table(["arm", "method", "flow x", "p(left)"], _sample_rows(results, video_arms, ("flow_x", "p_left")))]
+    for arm in (arm for arm, spec in arms.items() if spec["held_out"]):
+        lines += ["", f"## Held-out labels ({arm}: trained on {tuple(arms[arm]['labels'])})", "",
+                  *table(["method", "reward, training labels", "reward, held-out labels"],
+                         _sample_rows(results, [arm], ("reward", "held_out_reward"), with_arm=False))]
     lines += ["", "Curves: curves.png (reward against queries and wall seconds). Samples: eval-base/<arm>/ and "
               "runs/<arm>/<method>-s<seed>/ (PNG grids, GIFs)."]
     return "\n".join(lines) + "\n"

@@ -36,7 +36,7 @@ from genlab.core.images import save_video, video_grid
 from genlab.data import CameraVideoDataset, default_intrinsics, random_scenes, render
 from genlab.data.trajectories import TRAJECTORIES, make_trajectory
 from genlab.experiments.parallel import map_in_processes
-from genlab.experiments.reporting import FrameFeatures, seconds_per_step, timed_record
+from genlab.experiments.reporting import FrameFeatures, cells, seconds_per_step, table, timed_record
 from genlab.metrics import (
     PoseEstimator,
     camera_errors,
@@ -234,21 +234,17 @@ def report(results: dict) -> str:
         f"base {preset['base_steps']} steps, camera models {preset['camera_steps']} steps (batch {preset['batch_size']}); "
         f"{preset['eval_scenes']} held-out scenes × {len(TRAJECTORIES)} trajectories, Heun {preset['sampler_steps']} levels.",
         "",
-        "| model | trainable params | training s/step | rotation error (°) | translation error | PSNR vs true clip | FD |",
-        "|---|---|---|---|---|---|---|",
     ]
-    for name, psnr_cell in (("ground truth", "∞"), ("no camera motion", f"{evaluation['no camera motion']['psnr']:.2f}")):
-        row = evaluation[name]
-        lines.append(f"| {name} (estimator) | – | – | {row['rotation_deg']:.2f} | {row['translation']:.3f} | "
-                     f"{psnr_cell} | – |")
-    for name in MODELS:
-        row, cost = evaluation[name], training[name]
-        lines.append(f"| {name} | {cost['trainable_parameters'] / 1e6:.2f} M | {cost['seconds_per_step']:.3f} | "
-                     f"{row['rotation_deg']:.2f} | {row['translation']:.3f} | {row['psnr']:.2f} | {row['fd']:.2f} |")
+    errors = (("rotation_deg", ".2f"), ("translation", ".3f"))
+    estimator = [[f"{name} (estimator)", "–", "–", *cells(evaluation[name], errors), psnr, "–"]
+                 for name, psnr in (("ground truth", "∞"), ("no camera motion", f"{evaluation['no camera motion']['psnr']:.2f}"))]
+    models = [[name, f"{training[name]['trainable_parameters'] / 1e6:.2f} M", f"{training[name]['seconds_per_step']:.3f}",
+               *cells(evaluation[name], (*errors, ("psnr", ".2f"), ("fd", ".2f")))] for name in MODELS]
+    lines += table(["model", "trainable params", "training s/step", "rotation error (°)", "translation error",
+                    "PSNR vs true clip", "FD"], estimator + models)
     lines += ["", "Rotation error (°) per trajectory:", "",
-              "| model | " + " | ".join(TRAJECTORIES) + " |", "|---" * (len(TRAJECTORIES) + 1) + "|"]
-    for name in ("ground truth", "no camera motion", *MODELS):
-        cells = " | ".join(f"{evaluation[name]['per_trajectory'][t]['rotation_deg']:.2f}" for t in TRAJECTORIES)
-        lines.append(f"| {name} | {cells} |")
+              *table(["model", *TRAJECTORIES],
+                     ([name, *(f"{evaluation[name]['per_trajectory'][t]['rotation_deg']:.2f}" for t in TRAJECTORIES)]
+                      for name in ("ground truth", "no camera motion", *MODELS)))]
     lines += ["", f"Paper: {results['paper']}", ""]
     return "\n".join(lines)

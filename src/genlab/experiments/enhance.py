@@ -38,7 +38,7 @@ from genlab.enhance.inference import EnhanceSettings, enhance_video
 from genlab.enhance.model import load_enhancer
 from genlab.enhance.training import EnhanceConfig, train_enhancer
 from genlab.experiments.parallel import map_in_processes
-from genlab.experiments.reporting import FrameFeatures, seconds_per_step, timed_record
+from genlab.experiments.reporting import FrameFeatures, cells, seconds_per_step, table, timed_record
 from genlab.metrics import frechet_distance, psnr, ssim
 
 PAPER = ("He et al. 2024 (VEnhancer): one video ControlNet on a frozen text-to-video model does space and time "
@@ -315,6 +315,11 @@ def run(out: Path, preset: EnhancePreset, workers: int = 2) -> dict:
 
 
 # -- report ---------------------------------------------------------------------------------------
+TRAINING_ROWS = (("base", "base video DiT (frozen later)"), ("controlnet", "ControlNet (VEnhancer)"),
+                 ("controlnet-no-aug", "ControlNet without noise augmentation"),
+                 ("regression", "regression (L2)"), ("generator", "low-resolution generator"))
+
+
 def report(results: dict) -> str:
     """A Markdown report of :func:`run`'s results."""
     preset, training = results["preset"], results["training"]
@@ -328,49 +333,36 @@ def report(results: dict) -> str:
         f"{preset['eval_clips']} held-out clips of {preset['eval_frames']} frames; Heun {preset['sampler_steps']} "
         f"levels from the SDEdit start σ = {results['start_sigma']['chosen']} (chosen on validation clips, below).",
         "",
-        "| model | trainable params | training s/step | final loss |",
-        "|---|---|---|---|",
     ]
-    for job, name in (("base", "base video DiT (frozen later)"), ("controlnet", "ControlNet (VEnhancer)"),
-                      ("controlnet-no-aug", "ControlNet without noise augmentation"),
-                      ("regression", "regression (L2)"), ("generator", "low-resolution generator")):
-        row = training[job]
-        lines.append(f"| {name} | {row['trainable_parameters'] / 1e6:.2f} M | {row['seconds_per_step']:.3f} | "
-                     f"{row['last_loss']:.4f} |")
+    quality = (("psnr", ".2f"), ("ssim", ".3f"), ("fd", ".2f"), ("temporal_error", ".4f"))
+    lines += table(["model", "trainable params", "training s/step", "final loss"],
+                   ([name, f"{training[job]['trainable_parameters'] / 1e6:.2f} M",
+                     *cells(training[job], (("seconds_per_step", ".3f"), ("last_loss", ".4f")))]
+                    for job, name in TRAINING_ROWS))
     lines += ["", "Held-out clips degraded by (s, k); ↑ higher is better, ↓ lower is better.", "",
-              "| s | k | seen in training | method | PSNR ↑ | SSIM ↑ | FD ↓ | temporal error ↓ |",
-              "|---|---|---|---|---|---|---|---|"]
-    for setting in results["settings"]:
-        for method, row in setting["methods"].items():
-            lines.append(f"| {setting['space']} | {setting['time']} | {'yes' if setting['trained'] else 'no'} | "
-                         f"{method} | {row['psnr']:.2f} | {row['ssim']:.3f} | {row['fd']:.2f} | "
-                         f"{row['temporal_error']:.4f} |")
+              *table(["s", "k", "seen in training", "method", "PSNR ↑", "SSIM ↑", "FD ↓", "temporal error ↓"],
+                     ([setting["space"], setting["time"], "yes" if setting["trained"] else "no", method,
+                       *cells(row, quality)]
+                      for setting in results["settings"] for method, row in setting["methods"].items()))]
     ablation = results["ablation"]
     lines += ["", f"Noise augmentation, s = {ablation['space']}, k = {ablation['time']}: generated low-resolution "
               "videos (FD of the enhanced frames to real frames; PSNR of the result shrunk back against the "
               "generated input) and real degraded clips.", "",
-              "| model | generated: FD ↓ | generated: consistency PSNR ↑ | real: PSNR ↑ | real: FD ↓ |",
-              "|---|---|---|---|---|"]
-    for name, row in ablation["rows"].items():
-        if "real" in row:
-            lines.append(f"| {name} | {row['generated_fd']:.2f} | {row['generated_consistency_psnr']:.2f} | "
-                         f"{row['real']['psnr']:.2f} | {row['real']['fd']:.2f} |")
-        else:
-            lines.append(f"| {name} | {row['generated_fd']:.2f} | – | – | – |")
+              *table(["model", "generated: FD ↓", "generated: consistency PSNR ↑", "real: PSNR ↑", "real: FD ↓"],
+                     ([name, *cells(row, (("generated_fd", ".2f"), ("generated_consistency_psnr", ".2f"))),
+                       *cells(row.get("real", {}), (("psnr", ".2f"), ("fd", ".2f")))]
+                      for name, row in ablation["rows"].items()))]
     sweep = results["start_sigma"]
     lines += ["", f"SDEdit start level of the ControlNet at s = {sweep['space']}, k = {sweep['time']}, on validation "
               "clips; the level with the lowest FD is used in every other table.", "",
-              "| start σ | PSNR ↑ | SSIM ↑ | FD ↓ | temporal error ↓ |", "|---|---|---|---|---|"]
-    for row in sweep["rows"]:
-        mark = " (chosen)" if row["start_sigma"] == sweep["chosen"] else ""
-        lines.append(f"| {row['start_sigma']}{mark} | {row['psnr']:.2f} | {row['ssim']:.3f} | {row['fd']:.2f} | "
-                     f"{row['temporal_error']:.4f} |")
+              *table(["start σ", "PSNR ↑", "SSIM ↑", "FD ↓", "temporal error ↓"],
+                     ([f"{row['start_sigma']}{' (chosen)' if row['start_sigma'] == sweep['chosen'] else ''}",
+                       *cells(row, quality)] for row in sweep["rows"]))]
     long_video = results["long_video"]
     lines += ["", f"Long video: {long_video['frames']} frames = 4 windows of {long_video['window']}, s = 2; temporal "
               "error at the transitions between hard chunks vs elsewhere.", "",
-              "| chunking | error at chunk borders | error elsewhere | ratio | PSNR |", "|---|---|---|---|---|"]
-    for name, row in long_video["rows"].items():
-        lines.append(f"| {name} | {row['border_error']:.4f} | {row['interior_error']:.4f} | "
-                     f"{row['border_ratio']:.2f} | {row['psnr']:.2f} |")
+              *table(["chunking", "error at chunk borders", "error elsewhere", "ratio", "PSNR"],
+                     ([name, *cells(row, (("border_error", ".4f"), ("interior_error", ".4f"), ("border_ratio", ".2f"),
+                                          ("psnr", ".2f")))] for name, row in long_video["rows"].items()))]
     lines += ["", f"Paper: {results['paper']}", ""]
     return "\n".join(lines)

@@ -18,12 +18,12 @@ from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from genlab.core.runlog import agg_figure
 from genlab.experiments.parallel import map_in_processes
-from genlab.experiments.reporting import mean_std
+from genlab.experiments.reporting import seed_cells, table
 from genlab.growth import OPERATORS, grow
 from genlab.growth.corpus import VOCAB_SIZE, ByteCorpus, corpus_name
 from genlab.growth.lm import LMSchedule, train_lm
@@ -227,6 +227,9 @@ def analyse(records: dict[str, dict], preset: GrowthPreset) -> dict:
             "scratch_tokens": scratch["tokens"], "scratch_flops": scratch["flops"]}
 
 
+SHARES = ("saved_tokens", "saved_tokens_after_growth", "saved_flops", "speedup_tokens")  # main-table columns
+
+
 def _fmt_share(values: list[float | None]) -> str:
     reached = [v for v in values if v is not None]
     if not reached:
@@ -248,21 +251,15 @@ def main_rows(analysis: dict, preset: GrowthPreset, direction: str, operator: st
 
 def main_table(analysis: dict, preset: GrowthPreset) -> list[str]:
     factors = {"depth": preset.depth_factor, "width": preset.width_factor}
-    lines = ["| direction | operator | tokens saved | tokens saved, small model not counted | FLOPs saved | "
-             "speed-up (tokens, paper's definition) | final loss (grown) | final loss (scratch) |",
-             "|---|---|---|---|---|---|---|---|"]
+    cells = []
     for direction in preset.directions:
         for op, noise in variants(preset, direction):
-            rows = main_rows(analysis, preset, direction, op, noise)
-            finals = [r["final_loss"] for r in rows]
-            targets = [r["target_loss"] for r in rows]
-            lines.append(f"| {direction} ×{factors[direction]} | {variant_label(op, noise)} | "
-                         f"{_fmt_share([r['saved_tokens'] for r in rows])} | "
-                         f"{_fmt_share([r['saved_tokens_after_growth'] for r in rows])} | "
-                         f"{_fmt_share([r['saved_flops'] for r in rows])} | "
-                         f"{_fmt_share([r['speedup_tokens'] for r in rows])} | "
-                         f"{mean_std(finals)} | {mean_std(targets)} |")
-    return lines
+            seeds = main_rows(analysis, preset, direction, op, noise)
+            cells.append([f"{direction} ×{factors[direction]}", variant_label(op, noise),
+                          *(_fmt_share([r[key] for r in seeds]) for key in SHARES),
+                          *seed_cells(seeds, ("final_loss", "target_loss"))])
+    return table(["direction", "operator", "tokens saved", "tokens saved, small model not counted", "FLOPs saved",
+                  "speed-up (tokens, paper's definition)", "final loss (grown)", "final loss (scratch)"], cells)
 
 
 def sweep_table(analysis: dict, preset: GrowthPreset) -> list[str]:
@@ -270,36 +267,32 @@ def sweep_table(analysis: dict, preset: GrowthPreset) -> list[str]:
     points = sorted({(preset.depth_factor, d) for d in (*preset.sweep_small_steps, preset.small_steps)}
                     | {(g, preset.small_steps) for g in preset.sweep_factors})
     tokens_per_step = preset.schedule.batch_size * preset.schedule.seq_len
-    lines = ["| g | small-model steps d (tokens) | tokens saved | FLOPs saved | final loss |", "|---|---|---|---|---|"]
-    for g, d in points:
-        row = analysis["per_job"][Job(seed, "direct", "depth", g, d).name]
-        lines.append(f"| {g} | {d} ({d * tokens_per_step / 1e3:.0f}k) | {_fmt_share([row['saved_tokens']])} | "
-                     f"{_fmt_share([row['saved_flops']])} | {row['final_loss']:.3f} |")
-    return lines
+    rows = [(g, d, analysis["per_job"][Job(seed, "direct", "depth", g, d).name]) for g, d in points]
+    return table(["g", "small-model steps d (tokens)", "tokens saved", "FLOPs saved", "final loss"],
+                 ([g, f"{d} ({d * tokens_per_step / 1e3:.0f}k)", _fmt_share([row["saved_tokens"]]),
+                   _fmt_share([row["saved_flops"]]), f"{row['final_loss']:.3f}"] for g, d, row in rows))
 
 
 def budget_table(analysis: dict, preset: GrowthPreset) -> list[str]:
     """G_stack depth against scratch at the main and the long budget (first seed)."""
     seed = preset.seeds[0]
-    lines = ["| large-model steps (tokens) | tokens saved | tokens saved, small model not counted | FLOPs saved | "
-             "final loss grown / scratch |", "|---|---|---|---|---|"]
     tokens_per_step = preset.schedule.batch_size * preset.schedule.seq_len
-    for steps in (0, preset.long_steps):
-        row = analysis["per_job"][Job(seed, "direct", "depth", preset.depth_factor, preset.small_steps,
-                                      steps=steps).name]
-        budget = steps or preset.steps
-        lines.append(f"| {budget} ({budget * tokens_per_step / 1e6:.2f}M) | {_fmt_share([row['saved_tokens']])} | "
-                     f"{_fmt_share([row['saved_tokens_after_growth']])} | {_fmt_share([row['saved_flops']])} | "
-                     f"{row['final_loss']:.3f} / {row['target_loss']:.3f} |")
-    return lines
+    rows = [(steps or preset.steps, analysis["per_job"][Job(seed, "direct", "depth", preset.depth_factor,
+                                                             preset.small_steps, steps=steps).name])
+            for steps in (0, preset.long_steps)]
+    return table(["large-model steps (tokens)", "tokens saved", "tokens saved, small model not counted", "FLOPs saved",
+                  "final loss grown / scratch"],
+                 ([f"{budget} ({budget * tokens_per_step / 1e6:.2f}M)",
+                   *(_fmt_share([row[key]]) for key in ("saved_tokens", "saved_tokens_after_growth", "saved_flops")),
+                   f"{row['final_loss']:.3f} / {row['target_loss']:.3f}"] for budget, row in rows))
 
 
 def plot_curves(records: dict[str, dict], preset: GrowthPreset, path: Path) -> None:
     """Held-out loss vs tokens (top) and vs FLOPs (bottom), one column per direction, first seed."""
     factors = {"depth": preset.depth_factor, "width": preset.width_factor}
     seed = preset.seeds[0]
-    figure, axes = plt.subplots(2, len(preset.directions), figsize=(5.5 * len(preset.directions), 7), dpi=110,
-                                squeeze=False)
+    figure = agg_figure((5.5 * len(preset.directions), 7))
+    axes = figure.subplots(2, len(preset.directions), squeeze=False)
     for column, direction in enumerate(preset.directions):
         for row, key in enumerate(("tokens", "flops")):
             axis = axes[row][column]
@@ -318,13 +311,13 @@ def plot_curves(records: dict[str, dict], preset: GrowthPreset, path: Path) -> N
             axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path)
-    plt.close(figure)
 
 
 def plot_long_budget(records: dict[str, dict], preset: GrowthPreset, path: Path) -> None:
     """Held-out loss vs tokens of scratch and G_stack at the long budget (first seed)."""
     seed = preset.seeds[0]
-    figure, axis = plt.subplots(figsize=(6, 4), dpi=110)
+    figure = agg_figure((6, 4))
+    axis = figure.subplots()
     scratch = records[Job(seed, steps=preset.long_steps).name]["curve"]
     stacked = records[Job(seed, "direct", "depth", preset.depth_factor, preset.small_steps,
                           steps=preset.long_steps).name]
@@ -339,7 +332,6 @@ def plot_long_budget(records: dict[str, dict], preset: GrowthPreset, path: Path)
     axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path)
-    plt.close(figure)
 
 
 def report(analysis: dict, preset: GrowthPreset) -> str:

@@ -15,17 +15,18 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import torch
 from tqdm.auto import tqdm
 
 from genlab.base.image_model import ImageModelConfig, balanced_labels, load_image_model, train_image_model
+from genlab.base.info import ImageModelInfo
 from genlab.core.checkpoint import read_json
 from genlab.core.edm import karras_sigmas, sample
 from genlab.core.images import save_image_grid
 from genlab.core.paths import mark_created, remove_created
+from genlab.core.runlog import agg_figure
 from genlab.errors import GenlabError
-from genlab.experiments.reporting import mean_std
+from genlab.experiments import reporting
 from genlab.guidance import GuidanceTerm, guide_class_model
 from genlab.metrics import evaluate_samples
 
@@ -120,11 +121,11 @@ def train_models(out: Path, config: ExperimentConfig, seed: int) -> dict[str, tu
 
 
 @torch.no_grad()
-def guided_samples(denoiser, info: dict, terms: list[GuidanceTerm], num_images: int, steps: int,
+def guided_samples(denoiser, info: ImageModelInfo, terms: list[GuidanceTerm], num_images: int, steps: int,
                    seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``num_images`` class-balanced samples (labels also for C: they are only used for scoring)."""
     labels = balanced_labels(num_images, 10)
-    num_classes = info["num_classes"]
+    num_classes = info.num_classes
     guided = guide_class_model(denoiser, num_classes, terms, seed=seed)
     generator = torch.Generator().manual_seed(seed)
     noise = torch.randn(num_images, 1, 16, 16, generator=generator).to(DEVICE)
@@ -150,7 +151,7 @@ def run(out: Path, config: ExperimentConfig) -> dict:
             denoiser, info = models[model_name]
             images, labels = guided_samples(denoiser, info, config.guidance.terms(method), config.num_images,
                                             config.sampler_steps, seed=1000 + seed)
-            table[f"{model_name} {method}"].append(score(images, labels, bool(info["num_classes"])))
+            table[f"{model_name} {method}"].append(score(images, labels, bool(info.num_classes)))
             if seed == config.seeds[0]:
                 save_image_grid(images[:50], out / f"samples_{model_name}_{method}.png", columns=10)
         for model_name, method in SWEEP:
@@ -171,18 +172,16 @@ def run(out: Path, config: ExperimentConfig) -> dict:
 
 def markdown_table(table: dict[str, list[dict]], num_seeds: int) -> str:
     """The comparison as a Markdown table (mean ± std over seeds)."""
-    lines = [f"| model + guidance | FD ↓ | precision ↑ | recall ↑ | class accuracy ↑ |  (seeds: {num_seeds})",
-             "|---|---|---|---|---|"]
-    for row, runs in table.items():
-        cells = [mean_std([r[k] for r in runs]) if k in runs[0] else "–"
-                 for k in ("fd", "precision", "recall", "accuracy")]
-        lines.append(f"| {row} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    header, *lines = reporting.table(["model + guidance", "FD ↓", "precision ↑", "recall ↑", "class accuracy ↑"],
+                                     ([row, *reporting.seed_cells(runs, ("fd", "precision", "recall", "accuracy"))]
+                                      for row, runs in table.items()))
+    return "\n".join([f"{header}  (seeds: {num_seeds})", *lines]) + "\n"
 
 
 def plot_sweep(sweep: dict[str, list[list[float]]], scales: tuple[float, ...], path: Path) -> None:
     """FD against guidance scale, mean over seeds with min–max band."""
-    figure, axis = plt.subplots(figsize=(5, 3.4), dpi=110)
+    figure = agg_figure((5, 3.4))
+    axis = figure.subplots()
     for name, runs in sweep.items():
         values = torch.tensor(runs)
         axis.plot(scales, values.mean(0), marker="o", label=name.replace("A ", "A+").replace("B ", "B+"))
@@ -195,4 +194,3 @@ def plot_sweep(sweep: dict[str, list[list[float]]], scales: tuple[float, ...], p
     axis.legend()
     figure.tight_layout()
     figure.savefig(path)
-    plt.close(figure)

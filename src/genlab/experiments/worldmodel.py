@@ -23,7 +23,7 @@ import json
 import shutil
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,7 @@ import torch
 
 from genlab.core.images import save_video
 from genlab.experiments.parallel import map_in_processes
-from genlab.experiments.reporting import mean_std
+from genlab.experiments.reporting import cells, mean_std, table
 from genlab.metrics import frechet_distance, psnr, ssim
 from genlab.worldmodel.dataset import read_shards, write_shards
 from genlab.worldmodel.model import WorldModel, frames_from_model, frames_to_model
@@ -98,18 +98,15 @@ PRESETS = {
     "full": WorldModelPreset("full", train_episodes=400, test_episodes=40, episode_steps=30, frame_size=32,
                              context_grid=8, future_grid=4, channels=32, code_dim=8, codes=256,
                              state_net_steps=600, tokenizer_steps=800, transformer_steps=3000, batch_size=16,
-                             transformer_batch=16,
-                             hidden_size=128, layers=4, heads=4, future_frames=3, windows_per_episode=3,
-                             samples=4, top_k=16, control_episodes=10, control_steps=30, horizon=5, population=64,
-                             iterations=3),
-    "quick": WorldModelPreset("quick", train_episodes=100, test_episodes=16, episode_steps=20, frame_size=32,
-                              context_grid=8, future_grid=4, channels=32, code_dim=8, codes=256,
-                              state_net_steps=400, tokenizer_steps=300, transformer_steps=200, batch_size=16,
-                              transformer_batch=16,
-                              hidden_size=64, layers=2, heads=2, future_frames=3, windows_per_episode=3,
-                              samples=3, top_k=16, control_episodes=4, control_steps=20, horizon=3, population=32,
-                              iterations=2),
+                             transformer_batch=16, hidden_size=128, layers=4, heads=4, future_frames=3,
+                             windows_per_episode=3, samples=4, top_k=16, control_episodes=10, control_steps=30,
+                             horizon=5, population=64, iterations=3),
 }
+# the quick preset: the same frames, tokens and batches, fewer episodes, a smaller transformer, shorter training
+PRESETS["quick"] = replace(PRESETS["full"], name="quick", train_episodes=100, test_episodes=16, episode_steps=20,
+                           state_net_steps=400, tokenizer_steps=300, transformer_steps=200, hidden_size=64, layers=2,
+                           heads=2, samples=3, control_episodes=4, control_steps=20, horizon=3, population=32,
+                           iterations=2)
 CONTROL_SEED = 10_000  # control episodes use reset seeds from here (not in the training shards)
 
 
@@ -302,6 +299,10 @@ def run(out: Path, preset: WorldModelPreset, workers: int = 2) -> dict:
     return results
 
 
+PREDICTION_COLUMNS = (("psnr", ".2f"), ("ssim", ".3f"), ("psnr_best", ".2f"), ("ssim_best", ".3f"), ("fd", ".3f"),
+                      ("agent_error", ".3f"), ("tokenizer_psnr", ".2f"), ("frames_per_second", ".1f"))
+
+
 def report(results: dict) -> str:
     preset = results["preset"]
     lines = [f"# World model (iVideoGPT) on PushBlock, preset {preset['name']}", "",
@@ -309,23 +310,19 @@ def report(results: dict) -> str:
              f"{preset['frame_size']}×{preset['frame_size']}; predictions of {preset['future_frames']} frames from "
              f"1 true frame on {next(iter(results['prediction'].values()))['windows']} held-out windows, "
              f"{preset['samples']} samples each (top-k {preset['top_k']}).", "",
-             "| model | tokens/frame (context, future) | PSNR | SSIM | PSNR best-of-N | SSIM best-of-N | FD | "
-             "agent error | tokenizer PSNR | rollout frames/s |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for name, r in results["prediction"].items():
-        lines.append(f"| {name} | {r['context_tokens']}, {r['future_tokens']} | {r['psnr']:.2f} | {r['ssim']:.3f} | "
-                     f"{r['psnr_best']:.2f} | {r['ssim_best']:.3f} | {r['fd']:.3f} | {r['agent_error']:.3f} | "
-                     f"{r['tokenizer_psnr']:.2f} | "
-                     f"{r['frames_per_second']:.1f} |")
+             *table(["model", "tokens/frame (context, future)", "PSNR", "SSIM", "PSNR best-of-N", "SSIM best-of-N", "FD",
+                     "agent error", "tokenizer PSNR", "rollout frames/s"],
+                    ([name, f"{r['context_tokens']}, {r['future_tokens']}", *cells(r, PREDICTION_COLUMNS)]
+                     for name, r in results["prediction"].items()))]
     copy = next(iter(results["prediction"].values()))["copy_psnr"]
     lines += ["", f"Copying the context frame scores PSNR {copy:.2f}. Agent error: distance (arena units, the "
               "arena is 1 wide, one step moves at most 0.06) between where the perceptual StateNet places the "
               "agent in the imagined and in the true frames.", "",
               f"Control: {preset['control_episodes']} episodes of up to {preset['control_steps']} steps; CEM with "
               f"horizon {preset['horizon']}, {preset['population']} candidates, {preset['iterations']} iterations.", "",
-              "| policy | success | return | final block-goal distance | seconds per step |", "|---|---|---|---|---|"]
-    for policy, r in results["control"].items():
-        lines.append(f"| {policy} | {r['success_rate']:.0%} | {mean_std(r['returns'])} | "
-                     f"{mean_std(r['final_distances'])} | {r['seconds_per_step']:.2f} |")
+              *table(["policy", "success", "return", "final block-goal distance", "seconds per step"],
+                     ([policy, f"{r['success_rate']:.0%}", mean_std(r["returns"]), mean_std(r["final_distances"]),
+                       f"{r['seconds_per_step']:.2f}"] for policy, r in results["control"].items()))]
     lines += ["", f"Run time: {results['minutes']:.1f} min. Rollout: rollout.gif (true | compressive | per-frame).",
               "", f"Paper: {results['paper']}", ""]
     return "\n".join(lines)

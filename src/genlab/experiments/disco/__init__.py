@@ -10,12 +10,11 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-
+from genlab.core.runlog import agg_figure
 from genlab.data import load_dataset
 from genlab.experiments.disco.images import ImageExperimentConfig, run_images
 from genlab.experiments.disco.toy import ToyConfig, run_toy, toy_table
-from genlab.experiments.reporting import mean_std
+from genlab.experiments.reporting import mean_std, seed_cells, table
 from genlab.metrics import entropy
 
 
@@ -93,28 +92,24 @@ def report(toy: dict, images: dict) -> str:
     for metric in ("fd", "precision", "recall"):
         rows = fd_rows(images, metric)
         nfes = list(next(iter(rows.values())))
-        lines += [f"**{metric}**", "", "| model | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
-                  "|---|" + "---|" * len(nfes)]
-        lines += [f"| {row} | " + " | ".join(cells[n] for n in nfes) + " |" for row, cells in rows.items()]
-        lines.append("")
+        lines += [f"**{metric}**", "", *table(["model", *(f"NFE {n}" for n in nfes)],
+                                              ([row, *(cells[n] for n in nfes)] for row, cells in rows.items())), ""]
     lines += per_seed_fd(images) + [""]
     scales = list(next(iter(images["seeds"].values()))["latent_cfg"])
-    lines += ["## 3. Latent CFG (scale w: 1 = no guidance)", "", "| w | FD | precision | recall | accuracy |",
-              "|---|---|---|---|---|"]
-    for scale in scales:
-        cells = [mean_std([r[m] for r in _over_seeds(images, "latent_cfg", scale)])
-                 for m in ("fd", "precision", "recall", "accuracy")]
-        lines.append(f"| {scale} | " + " | ".join(cells) + " |")
+    lines += ["## 3. Latent CFG (scale w: 1 = no guidance)", "",
+              *table(["w", "FD", "precision", "recall", "accuracy"],
+                     ([scale, *seed_cells(_over_seeds(images, "latent_cfg", scale), ("fd", "precision", "recall",
+                                                                                       "accuracy"))]
+                      for scale in scales))]
     lines += ["", "## 4. What the latents learned", ""]
     usage = [sum(u) / len(u) for u in _over_seeds(images, "code_usage")]
     lines += [f"Code usage (share of the k codes used, mean over latents): {mean_std(usage)}", ""]
     config = images["config"]
     factors = load_dataset(config["data"], "train", config["resolution"]).factors()
-    lines += ["| factor | H(factor) bits | best latent: I(z_i; factor) bits | sum over latents |", "|---|---|---|---|"]
-    for name, values in factors.items():
-        per_seed = _over_seeds(images, "mutual_information_bits", name)
-        lines.append(f"| {name} | {entropy(values):.2f} | {mean_std([max(v) for v in per_seed])} | "
-                     f"{mean_std([sum(v) for v in per_seed])} |")
+    per_seed = {name: _over_seeds(images, "mutual_information_bits", name) for name in factors}
+    lines += table(["factor", "H(factor) bits", "best latent: I(z_i; factor) bits", "sum over latents"],
+                   ([name, f"{entropy(values):.2f}", mean_std([max(v) for v in per_seed[name]]),
+                     mean_std([sum(v) for v in per_seed[name]])] for name, values in factors.items()))
     return "\n".join(lines) + "\n"
 
 
@@ -122,20 +117,19 @@ def per_seed_fd(images: dict) -> list[str]:
     """Markdown lines: FD of every row for each seed (the paired comparison behind the means)."""
     first = next(iter(images["seeds"].values()))["fd_table"]
     nfes = list(next(iter(first.values())))
-    lines = ["**FD per seed**", "", "| seed | model | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
-             "|---|---|" + "---|" * len(nfes)]
+    rows = []
     for seed, record in images["seeds"].items():
-        rows = dict(record["fd_table"])
+        by_row = dict(record["fd_table"])
         if seed in images.get("control", {}):
-            rows[CONTROL_ROW] = images["control"][seed]["fd_table"]
-        lines += [f"| {seed} | {row} | " + " | ".join(f"{cells[n]['fd']:.3f}" for n in nfes) + " |"
-                  for row, cells in rows.items()]
-    return lines
+            by_row[CONTROL_ROW] = images["control"][seed]["fd_table"]
+        rows += [[seed, row, *(f"{cells[n]['fd']:.3f}" for n in nfes)] for row, cells in by_row.items()]
+    return ["**FD per seed**", "", *table(["seed", "model", *(f"NFE {n}" for n in nfes)], rows)]
 
 
 def plot_fd_vs_nfe(images: dict, path: Path) -> None:
     """FD against NFE per row of the table, mean over seeds with std error bars."""
-    figure, axis = plt.subplots(figsize=(6, 4), dpi=110)
+    figure = agg_figure((6, 4))
+    axis = figure.subplots()
     for row, runs in table_runs(images).items():
         nfes = sorted(runs[0], key=int)
         values = [[run[n]["fd"] for run in runs] for n in nfes]
@@ -150,4 +144,3 @@ def plot_fd_vs_nfe(images: dict, path: Path) -> None:
     axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path)
-    plt.close(figure)

@@ -84,7 +84,7 @@ def evaluate_control(config: ImageExperimentConfig, seed: int, out: Path) -> dic
             train_disco(DisCoConfig(**_loop_settings(config, seed, run_dir), num_latents=config.num_latents,
                                     num_codes=config.num_codes, latent_dropout=1.0, prior_steps=1))
     model = DisCoDiff.from_pretrained(run_dir)
-    labels = balanced_labels(config.num_images, model.info["num_classes"])
+    labels = balanced_labels(config.num_images, model.info.num_classes)
     null = torch.full((config.num_images, model.num_latents), model.num_codes)
     table = {}
     for steps in config.sampler_steps:
@@ -104,7 +104,7 @@ def _cached(path: Path, settings: dict, compute) -> dict:
 def evaluate_seed(config: ImageExperimentConfig, seed: int, out: Path) -> dict:
     """All numbers of one seed (FD table, oracle, code usage, MI, CFG sweep); writes its figures."""
     (edm, edm_info), disco = train_pair(config, seed, out)
-    labels = balanced_labels(config.num_images, edm_info["num_classes"])
+    labels = balanced_labels(config.num_images, edm_info.num_classes)
     test = load_dataset(config.data, "test", config.resolution, seed=0)
     oracle_codes = disco.encode(test.images(range(config.num_images)))
     oracle_labels = test.labels(range(config.num_images))
@@ -133,8 +133,8 @@ def evaluate_seed(config: ImageExperimentConfig, seed: int, out: Path) -> dict:
     information = {name: [mutual_information(codes[:, i], values) for i in range(disco.num_latents)]
                    for name, values in train.factors().items()}
     if seed == config.seeds[0]:
-        save_latent_grid(disco, out / "latent_grid.png", edm_info["num_classes"], seed)
-    return {"fd_table": table, "latent_cfg": sweep, "code_usage": disco.info.get("code_usage"),
+        save_latent_grid(disco, out / "latent_grid.png", edm_info.num_classes, seed)
+    return {"fd_table": table, "latent_cfg": sweep, "code_usage": disco.info.code_usage,
             "mutual_information_bits": information,
             "parameters": {"edm": _count(edm), "disco_denoiser": _count(disco.denoiser),
                            "disco_encoder": _count(disco.encoder), "disco_prior": _count(disco.prior)}}

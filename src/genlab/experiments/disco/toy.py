@@ -12,16 +12,16 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import torch
 from torch.utils.data import TensorDataset
 
 from genlab.core.checkpoint import latest_checkpoint
 from genlab.core.edm import karras_sigmas, sample
+from genlab.core.runlog import agg_figure
 from genlab.core.train import LoopConfig, Trainer
 from genlab.disco.codes import code_usage
 from genlab.disco.toy import ToyDisCo, ring_of_gaussians
-from genlab.experiments.reporting import mean_std
+from genlab.experiments.reporting import mean_std, seed_cells, table
 from genlab.metrics import wasserstein2
 
 VARIANTS = {"EDM": 0, "DisCo-Diff": 1}
@@ -127,19 +127,15 @@ def run_toy(out: Path, config: ToyConfig = ToyConfig()) -> dict:
 
 def toy_table(results: dict[str, list[dict]], floor: list[float]) -> str:
     """Markdown table: W2 and straightness per variant, mean ± std over seeds."""
-    lines = ["| model | W2 to data ↓ | off-mode share ↓ | path length / chord (1 = straight) | code usage |",
-             "|---|---|---|---|---|"]
-    for name, runs in results.items():
-        usage = mean_std([r["code_usage"] for r in runs]) if "code_usage" in runs[0] else "–"
-        lines.append(f"| {name} | {mean_std([r['w2'] for r in runs])} | {mean_std([r['off_mode'] for r in runs])} | "
-                     f"{mean_std([r['straightness'] for r in runs])} | {usage} |")
-    lines.append(f"| two data samples (floor) | {mean_std(floor)} | – | – | – |")
-    return "\n".join(lines) + "\n"
+    rows = [[name, *seed_cells(runs, ("w2", "off_mode", "straightness", "code_usage"))] for name, runs in results.items()]
+    return "\n".join(table(["model", "W2 to data ↓", "off-mode share ↓", "path length / chord (1 = straight)",
+                             "code usage"], [*rows, ["two data samples (floor)", mean_std(floor), "–", "–", "–"]])) + "\n"
 
 
 def plot_trajectories(paths: dict[str, torch.Tensor], path: Path) -> None:
     """ODE trajectories ``[levels + 1, n, 2]`` per variant, side by side (noise end clipped to view)."""
-    figure, axes = plt.subplots(1, len(paths), figsize=(4.2 * len(paths), 4.2), dpi=110)
+    figure = agg_figure((4.2 * len(paths), 4.2))
+    axes = figure.subplots(1, len(paths))
     for axis, (name, trajectories) in zip(axes, paths.items(), strict=True):
         lines = trajectories.clamp(-3, 3).numpy()
         axis.plot(lines[:, :, 0], lines[:, :, 1], lw=0.4, alpha=0.35, color="tab:blue")
@@ -150,4 +146,3 @@ def plot_trajectories(paths: dict[str, torch.Tensor], path: Path) -> None:
         axis.set_aspect("equal")
     figure.tight_layout()
     figure.savefig(path)
-    plt.close(figure)
