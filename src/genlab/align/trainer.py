@@ -59,6 +59,27 @@ RUN_OUTPUTS = (ADAPTER_DIR, "reward.png")
 ADAMW_STATE = {"step", "exp_avg", "exp_avg_sq"}  # what AdamW keeps per parameter (amsgrad is not used)
 
 
+def adamw_state_problem(entries: dict, shapes: list[torch.Size], step: int) -> str | None:
+    """What is wrong with a checkpoint's AdamW ``entries`` (``{parameter index: {"step", "exp_avg",
+    "exp_avg_sq"}}``) for parameters of ``shapes`` after ``step`` updates; None when nothing is.
+
+    torch checks no shapes when loading an optimiser state, only at the next step, so this does."""
+    incomplete = [index for index, entry in entries.items() if not ADAMW_STATE <= set(entry)]
+    if incomplete or (step > 0 and shapes and not entries):
+        where = f"parameter {incomplete[0]}" if incomplete else "every parameter"
+        return f"the optimizer's tensors for {where} are missing"
+    if any(index >= len(shapes) for index in entries):
+        return f"its optimizer state covers {max(entries) + 1} parameters, this run trains {len(shapes)}"
+    for index, entry in entries.items():
+        for key in ("exp_avg", "exp_avg_sq"):
+            found = getattr(entry[key], "shape", None)
+            if found != shapes[index]:
+                return (f"the optimizer's {key} of parameter {index} has shape "
+                        f"{tuple(found) if found is not None else type(entry[key]).__name__}, "
+                        f"the parameter {tuple(shapes[index])}")
+    return None
+
+
 @dataclass
 class AlignResult:
     """The end of a run: updates done, reward queries used, the last batch's mean reward, the folder,
@@ -383,22 +404,9 @@ class AlignmentRun:
             optimizer_state = unflatten_optimizer_state(tensors["optimizer"], state["optimizer"])
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise corrupt(f"state.json lacks or mangles {error}") from error
-        entries = optimizer_state["state"]
-        incomplete = [index for index, entry in entries.items() if not ADAMW_STATE <= set(entry)]
-        if incomplete or (step > 0 and self.parameters and not entries):
-            where = f"parameter {incomplete[0]}" if incomplete else "every parameter"
-            raise corrupt(f"the optimizer's tensors for {where} are missing")
-        if any(index >= len(self.parameters) for index in entries):
-            raise corrupt(f"its optimizer state covers {max(entries) + 1} parameters, this run trains "
-                          f"{len(self.parameters)}")
-        for index, entry in entries.items():  # torch checks no shapes on load, only at the next step
-            shape = self.parameters[index].shape
-            for key in ("exp_avg", "exp_avg_sq"):
-                found = getattr(entry[key], "shape", None)
-                if found != shape:
-                    raise corrupt(f"the optimizer's {key} of parameter {index} has shape "
-                                  f"{tuple(found) if found is not None else type(entry[key]).__name__}, "
-                                  f"the parameter {tuple(shape)}")
+        problem = adamw_state_problem(optimizer_state["state"], [p.shape for p in self.parameters], step)
+        if problem:
+            raise corrupt(problem)
         load_trainable_state(self.target.module, tensors["weights"], self.config.lora)
         try:
             self.optimizer.load_state_dict(optimizer_state)

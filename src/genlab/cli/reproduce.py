@@ -91,8 +91,9 @@ REPRODUCTIONS = (
     against DDPO, on digits models (p(class 3); brightness trained on labels 0-4 and checked on the
     held-out 5-9) and a sprite video model (leftward optical flow; temporal consistency), over several
     seeds: reward against reward queries and wall time, the queries VADER needs to reach DDPO's final
-    reward, diversity kept and FD to the data. Writes results.json, report.md, curves.png and sample
-    grids/GIFs; finished stages in --out are reused.
+    reward, diversity kept and FD to the data. Writes results.json (the seed summary the page is
+    rendered from), records.json (every run's record), report.md, curves.png and sample grids/GIFs;
+    finished stages in --out are reused.
     """),
 )
 

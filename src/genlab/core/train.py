@@ -166,19 +166,25 @@ def open_run_dir(run_dir: Path, resume: bool, run_config: dict, resumable_fields
         tempfile.TemporaryFile(dir=run_dir).close()
     except OSError as error:
         raise GenlabError(f"run folder {run_dir} is not writable ({error.strerror})") from error
-    if not resume:
-        found = run_contents(run_dir)
-        if found and not overwrite:
-            raise GenlabError(f"run folder {run_dir} already holds a run ({', '.join(found)}); pass --resume to "
-                              "continue it, --overwrite to replace it, or choose another --run-dir")
-        if barrier is not None:
-            barrier()
-        if write:
-            if found:
-                _replace_previous_run(run_dir)
-            write_json_atomic(run_dir / "config.json", run_config)
-            reset_log(run_dir / "log.jsonl")
-        return None
+    if resume:
+        return _continue_run(run_dir, run_config, resumable_fields, write, barrier)
+    found = run_contents(run_dir)
+    if found and not overwrite:
+        raise GenlabError(f"run folder {run_dir} already holds a run ({', '.join(found)}); pass --resume to "
+                          "continue it, --overwrite to replace it, or choose another --run-dir")
+    if barrier is not None:
+        barrier()
+    if write:
+        if found:
+            _replace_previous_run(run_dir)
+        write_json_atomic(run_dir / "config.json", run_config)
+        reset_log(run_dir / "log.jsonl")
+    return None
+
+
+def _continue_run(run_dir: Path, run_config: dict, resumable_fields: tuple[str, ...], write: bool,
+                  barrier: Callable[[], object] | None) -> tuple[dict, dict, Path]:
+    """The resuming half of :func:`open_run_dir`: latest checkpoint, settings check, log truncation."""
     checkpoint = latest_checkpoint(run_dir / "checkpoints")
     if checkpoint is None:
         raise GenlabError(f"--resume: no checkpoint found in {run_dir / 'checkpoints'}")
