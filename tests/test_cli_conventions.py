@@ -135,3 +135,10 @@ def test_old_spelling_reaches_the_command(run_cli):
         "genlab: warning: --workers is deprecated and goes away in the next release; use --num-workers",
         "genlab: error: Invalid value for '--num-workers': must be >= 1, got 0 "
         "(see 'genlab reproduce worldmodel --help')"]
+
+
+def test_sample_camera_offers_exactly_the_known_trajectories():
+    from genlab.camera.config import TRAJECTORY_NAMES
+    from genlab.data.trajectories import TRAJECTORIES
+
+    assert TRAJECTORY_NAMES == tuple(TRAJECTORIES)

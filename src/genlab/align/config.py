@@ -1,9 +1,9 @@
-"""Settings of an alignment run (VADER or DDPO); every field is a ``genlab align`` flag."""
+"""Settings of an alignment run (VADER or DDPO) and of what it aligns; every field is a ``genlab align`` flag."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass
 from pathlib import Path
 
 from genlab.core.config import RunConfig, check_fields, option
@@ -12,6 +12,30 @@ from genlab.errors import GenlabError
 METHODS = ("vader", "ddpo")
 PRECISIONS = ("no", "bf16")
 FRAME_MODES = "all | random | every-N"
+REWARD_HELP = ("reward to maximise: class, brightness, colourfulness, motion-left/right/up/down, "
+               "flow-left/right/up/down, temporal "
+               "(ship with genlab); aesthetic, clip-score, pickscore, hps, videomae-action, vjepa-temporal, "
+               "object-removal (pretrained; weights from --reward-path or the hub)")
+
+
+@dataclass
+class AlignTargetConfig:
+    """What ``genlab align`` aligns, and to which reward: the model and how its pipeline samples, the reward
+    and where its weights are. Kept apart from :class:`AlignConfig`, the run's own settings."""
+
+    model: str = option(MISSING, "genlab image/video model folder, or a diffusers StableDiffusion / TextToVideoSD "
+                        "pipeline (folder or hub id)", type=str)
+    reward: str = option(MISSING, REWARD_HELP, type=str)
+    reward_path: str | None = option(None, "where the reward's pretrained weights are (folder or hub id); for "
+                                     "`class`, the data set (digits or shapes); for `aesthetic`, a CLIP ViT-L/14 "
+                                     "folder that may also hold sac+logos+ava1-l14-linearMSE.pth (else that file is "
+                                     "downloaded and SHA-256 checked)", type=str)
+    reward_revision: str | None = option(None, "pretrained rewards: the hub revision (commit, tag or branch) of "
+                                         "their weights (default: main)", type=str)
+    guidance_scale: float | None = option(None, "diffusers pipelines only: classifier-free guidance scale",
+                                          type=float, min=0)
+    frames: int | None = option(None, "text-to-video pipelines only: frames per video", type=int, min=1,
+                                renamed_from="--num-frames")
 
 
 @dataclass

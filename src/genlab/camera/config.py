@@ -1,12 +1,15 @@
-"""Settings of ``genlab train camera``, importable without torch (``genlab --help`` reads them)."""
+"""Settings of ``genlab train camera`` and ``genlab sample camera``, importable without torch (``genlab --help``
+reads them)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass
 
 from genlab.base.config import SceneClipsConfig
-from genlab.core.config import LoopConfig, option
+from genlab.core.config import MAX_SEED, LoopConfig, option
 from genlab.errors import GenlabError
+
+TRAJECTORY_NAMES = ("orbit", "pan", "tilt", "dolly", "random")  # the keys of genlab.data.trajectories.TRAJECTORIES
 
 
 @dataclass
@@ -32,3 +35,26 @@ class CameraModelConfig(SceneClipsConfig, LoopConfig):
         if self.window_start >= self.window_end:
             raise GenlabError(f"--window-start {self.window_start} must be below --window-end {self.window_end}: "
                               "the branch would never run")
+
+
+@dataclass
+class CameraSampleConfig:
+    """What ``genlab sample camera`` generates: the camera model, the requested camera path, the scene or
+    prompt the clip starts from, the sampler and the video it writes."""
+
+    model: str = option(MISSING, "camera model (run folder of `genlab train camera`, or a saved camera model on a "
+                        "local CogVideoX folder)", type=str)
+    trajectory: str = option("orbit", "requested camera path", choices=TRAJECTORY_NAMES)
+    strength: float | None = option(None, "size of the motion (radians for orbit/pan/tilt, share of the distance "
+                                    "for dolly); default: the trajectory's", type=float)
+    poses: str | None = option(None, "a .npy file of camera-to-world poses [T, 4, 4] (OpenCV axes) instead of "
+                               "--trajectory", type=str)
+    scene: int = option(0, "seed of the procedural scene whose first frame starts the clip", min=0, max=MAX_SEED)
+    sampling_steps: int = option(18, "Heun noise levels", renamed_from="--steps", min=1)
+    seed: int = option(0, "seed of the sampling noise (and of a random trajectory)", min=0, max=MAX_SEED)
+    out: str = option("runs/sample/camera.gif", "video to write (.gif or .mp4)")
+    prompt: str | None = option(None, "CogVideoX models: text prompt (needs the folder's text_encoder/ and "
+                                "tokenizer/; default: the empty prompt, or zero embeddings without a text encoder)",
+                                type=str)
+    guidance_scale: float = option(1.0, "CogVideoX models: classifier-free guidance scale (1 = off; CogVideoX's own "
+                                   "default is 6)", min=1)

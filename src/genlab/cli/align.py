@@ -5,32 +5,14 @@ from __future__ import annotations
 
 import click
 
-from genlab.align.config import AlignConfig
-from genlab.cli.options import RenamedOption, build_config, number, options_from
-
-REWARD_HELP = ("reward to maximise: class, brightness, colourfulness, motion-left/right/up/down, "
-               "flow-left/right/up/down, temporal "
-               "(ship with genlab); aesthetic, clip-score, pickscore, hps, videomae-action, vjepa-temporal, "
-               "object-removal (pretrained; weights from --reward-path or the hub)")
+from genlab.align.config import AlignConfig, AlignTargetConfig
+from genlab.cli.options import build_config, options_from
 
 
 @click.command("align")
-@click.option("--model", "model_path", required=True,
-              help="genlab image/video model folder, or a diffusers StableDiffusion / TextToVideoSD pipeline "
-                   "(folder or hub id)")
-@click.option("--reward", "reward_name", required=True, help=REWARD_HELP)
-@click.option("--reward-path", default=None, help="where the reward's pretrained weights are (folder or hub id); "
-              "for `class`, the data set (digits or shapes); for `aesthetic`, a CLIP ViT-L/14 folder that may "
-              "also hold sac+logos+ava1-l14-linearMSE.pth (else that file is downloaded and SHA-256 checked)")
-@click.option("--reward-revision", default=None,
-              help="pretrained rewards: the hub revision (commit, tag or branch) of their weights (default: main)")
-@click.option("--guidance-scale", default=None, type=number(float, min=0),
-              help="diffusers pipelines only: classifier-free guidance scale")
-@click.option("--frames", default=None, type=number(int, min=1), cls=RenamedOption, renamed_from="--num-frames",
-              help="text-to-video pipelines only: frames per video")
+@options_from(AlignTargetConfig)
 @options_from(AlignConfig)
-def align_command(model_path: str, reward_name: str, reward_path: str | None, reward_revision: str | None,
-                  guidance_scale: float | None, frames: int | None, **values) -> None:
+def align_command(**values) -> None:
     """Align a diffusion model to a differentiable reward (VADER), or with DDPO as the baseline.
 
     VADER samples a batch with the full sampler (--sampling-steps, stochasticity --eta), scores it
@@ -51,11 +33,12 @@ def align_command(model_path: str, reward_name: str, reward_path: str | None, re
     from genlab.align.trainer import AlignmentRun
     from genlab.core.train import make_accelerator
 
+    what = build_config(AlignTargetConfig, values)
     config = build_config(AlignConfig, values)  # also validates (bounds, --prompts file, --run-dir)
     accelerator = make_accelerator()
-    target = load_target(model_path, guidance_scale, frames, device=accelerator.device)
-    reward = build_reward(reward_name, reward_path, reward_revision)
-    run_info = {"model": model_path, "reward_path": reward_path, "reward_revision": reward_revision}
+    target = load_target(what.model, what.guidance_scale, what.frames, device=accelerator.device)
+    reward = build_reward(what.reward, what.reward_path, what.reward_revision)
+    run_info = {"model": what.model, "reward_path": what.reward_path, "reward_revision": what.reward_revision}
     result = AlignmentRun(target, reward, config, run_info, accelerator).fit()
     if accelerator.is_main_process:
         click.echo(f"{config.method}: {result.steps} updates, {result.queries} reward queries, last mean reward "

@@ -9,9 +9,8 @@ from typing import TYPE_CHECKING
 import click
 
 from genlab.base.config import VideoModelConfig
-from genlab.camera.config import CameraModelConfig
-from genlab.cli.options import RenamedOption, number, options_from, run_training
-from genlab.core.config import MAX_SEED
+from genlab.camera.config import CameraModelConfig, CameraSampleConfig
+from genlab.cli.options import build_config, options_from, run_training
 from genlab.core.paths import VIDEO_SUFFIXES, existing_dir, existing_file, output_file
 from genlab.errors import GenlabError
 
@@ -51,20 +50,19 @@ def train_camera_command(**values) -> None:
     run_training(train_camera_model, CameraModelConfig, values, "camera model")
 
 
-def _requested_poses(trajectory: str, poses_file: str | None, frames: int, strength: float | None,
-                     seed: int) -> torch.Tensor:
-    """Camera-to-world poses ``[frames, 4, 4]``: a named trajectory or a ``.npy`` file of poses."""
+def _requested_poses(config: CameraSampleConfig, frames: int) -> torch.Tensor:
+    """Camera-to-world poses ``[frames, 4, 4]``: the named ``--trajectory`` or the ``--poses`` file."""
     import numpy as np
     import torch
 
     from genlab.data.trajectories import check_cameras, make_trajectory
 
-    if poses_file is None:
-        return make_trajectory(trajectory, frames, strength=strength, seed=seed)
+    if config.poses is None:
+        return make_trajectory(config.trajectory, frames, strength=config.strength, seed=config.seed)
     try:
-        poses = torch.from_numpy(np.load(poses_file)).to(torch.float64)
+        poses = torch.from_numpy(np.load(config.poses)).to(torch.float64)
     except (OSError, ValueError) as error:
-        raise GenlabError(f"--poses {poses_file}: cannot read a .npy array ({error})") from error
+        raise GenlabError(f"--poses {config.poses}: cannot read a .npy array ({error})") from error
     if poses.shape != (frames, 4, 4):
         raise GenlabError(f"--poses must hold one camera-to-world matrix per frame of the clip, [{frames}, 4, 4]; "
                           f"got {list(poses.shape)}")
@@ -73,26 +71,8 @@ def _requested_poses(trajectory: str, poses_file: str | None, frames: int, stren
 
 
 @click.command("camera")
-@click.option("--model", "model_dir", required=True, help="camera model (run folder of `genlab train camera`, or "
-              "a saved camera model on a local CogVideoX folder)")
-@click.option("--trajectory", default="orbit", show_default=True,
-              type=click.Choice(["orbit", "pan", "tilt", "dolly", "random"]), help="requested camera path")
-@click.option("--strength", default=None, type=number(float), help="size of the motion (radians for orbit/pan/tilt, "
-              "share of the distance for dolly); default: the trajectory's")
-@click.option("--poses", "poses_file", default=None, help="a .npy file of camera-to-world poses [T, 4, 4] "
-              "(OpenCV axes) instead of --trajectory")
-@click.option("--scene", default=0, show_default=True, type=number(int, min=0, max=MAX_SEED), help="seed of the procedural scene whose first frame starts the clip")
-@click.option("--sampling-steps", default=18, show_default=True, type=number(int, min=1), cls=RenamedOption,
-              renamed_from="--steps", help="Heun noise levels")
-@click.option("--seed", default=0, show_default=True, type=number(int, min=0, max=MAX_SEED), help="seed of the sampling noise (and of a random trajectory)")
-@click.option("--out", default="runs/sample/camera.gif", show_default=True, help="video to write (.gif or .mp4)")
-@click.option("--prompt", default=None, help="CogVideoX models: text prompt (needs the folder's text_encoder/ and "
-              "tokenizer/; default: the empty prompt, or zero embeddings without a text encoder)")
-@click.option("--guidance-scale", default=1.0, show_default=True, type=number(float, min=1),
-              help="CogVideoX models: classifier-free guidance scale (1 = off; CogVideoX's own default is 6)")
-def sample_camera_command(model_dir: str, trajectory: str, strength: float | None, poses_file: str | None,
-                          scene: int, sampling_steps: int, seed: int, out: str, prompt: str | None,
-                          guidance_scale: float) -> None:
+@options_from(CameraSampleConfig)
+def sample_camera_command(**values) -> None:
     """Generate a clip that follows a requested camera path, beside the path's true rendering.
 
     The clip starts from the first frame of procedural scene --scene; the video shows the generated
@@ -109,29 +89,28 @@ def sample_camera_command(model_dir: str, trajectory: str, strength: float | Non
     from genlab.core.images import save_video, video_grid
     from genlab.data import default_intrinsics, random_scenes, render
 
-    output_file(out, VIDEO_SUFFIXES)
-    if poses_file is not None:
-        existing_file(poses_file, "--poses")
-    model = load_camera_model(existing_dir(model_dir, "--model"))
+    config = build_config(CameraSampleConfig, values)
+    output_file(config.out, VIDEO_SUFFIXES)
+    if config.poses is not None:
+        existing_file(config.poses, "--poses")
+    model = load_camera_model(existing_dir(config.model, "--model"))
     if isinstance(getattr(model, "base", None), CogVideoXDenoiser):
-        _sample_cogvideox_camera(model, trajectory, strength, poses_file, sampling_steps, seed, out, prompt,
-                                 guidance_scale)
+        _sample_cogvideox_camera(model, config)
         return
-    if prompt is not None or guidance_scale != 1:
+    if config.prompt is not None or config.guidance_scale != 1:
         raise GenlabError("--prompt and --guidance-scale apply only to camera models on a CogVideoX base")
     cfg = model.backbone.config
-    poses = _requested_poses(trajectory, poses_file, cfg.frames, strength, seed)[None]
+    poses = _requested_poses(config, cfg.frames)[None]
     intrinsics = default_intrinsics(cfg.resolution).expand(1, cfg.frames, 3, 3)
-    truth = render(random_scenes(1, seed=scene), poses, intrinsics, cfg.resolution)
-    clip = generate_videos(model, tuple(truth.shape), steps=sampling_steps, seed=seed,
+    truth = render(random_scenes(1, seed=config.scene), poses, intrinsics, cfg.resolution)
+    clip = generate_videos(model, tuple(truth.shape), steps=config.sampling_steps, seed=config.seed,
                            plucker=clip_plucker(poses, intrinsics, cfg.resolution),
                            **model.first_frame_kwargs(truth[:, 0]))
-    save_video(video_grid(torch.cat([clip, truth]), columns=2, scale=max(1, 128 // cfg.resolution)), out, fps=4)
-    click.echo(f"{cfg.frames} frames ({model.variant} model) in {out} (left: generated, right: true rendering)")
+    save_video(video_grid(torch.cat([clip, truth]), columns=2, scale=max(1, 128 // cfg.resolution)), config.out, fps=4)
+    click.echo(f"{cfg.frames} frames ({model.variant} model) in {config.out} (left: generated, right: true rendering)")
 
 
-def _sample_cogvideox_camera(model, trajectory: str, strength: float | None, poses_file: str | None, steps: int,
-                             seed: int, out: str, prompt: str | None, guidance_scale: float) -> None:
+def _sample_cogvideox_camera(model, config: CameraSampleConfig) -> None:
     """``genlab sample camera`` for a camera model on a CogVideoX base: the generated clip alone, at 8 fps."""
     import torch
 
@@ -139,9 +118,9 @@ def _sample_cogvideox_camera(model, trajectory: str, strength: float | None, pos
     from genlab.core.images import save_video, video_grid
 
     geometry = clip_geometry(model.base)
-    poses = _requested_poses(trajectory, poses_file, geometry.frames, strength, seed)
+    poses = _requested_poses(config, geometry.frames)
     model.to("cuda" if torch.cuda.is_available() else "cpu")
-    clip = generate_camera_clip(model, poses, steps=steps, seed=seed, prompt=prompt or "",
-                                guidance_scale=guidance_scale, progress=True)
-    save_video(video_grid(clip.cpu(), columns=1, padding=0, scale=max(1, 128 // geometry.width)), out, fps=8)
-    click.echo(f"{geometry.frames} frames ({model.variant} model on CogVideoX {model.base.folder}) in {out}")
+    clip = generate_camera_clip(model, poses, steps=config.sampling_steps, seed=config.seed, prompt=config.prompt or "",
+                                guidance_scale=config.guidance_scale, progress=True)
+    save_video(video_grid(clip.cpu(), columns=1, padding=0, scale=max(1, 128 // geometry.width)), config.out, fps=8)
+    click.echo(f"{geometry.frames} frames ({model.variant} model on CogVideoX {model.base.folder}) in {config.out}")

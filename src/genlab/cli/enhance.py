@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import click
 
-from genlab.cli.options import build_config, number, options_from, run_training
+from genlab.cli.options import build_config, options_from, run_training
 from genlab.core.paths import VIDEO_SUFFIXES, existing_dir, existing_file, output_file
-from genlab.enhance.config import MAX_FACTOR, EnhanceConfig, EnhanceSettings
+from genlab.enhance.config import EnhanceConfig, EnhanceSettings, EnhanceVideoConfig
 
 
 @click.command("enhance")
@@ -29,16 +29,9 @@ def train_enhance_command(**values) -> None:
 
 @click.command("enhance")
 @click.argument("input_path", metavar="INPUT")
-@click.option("--model", "model_dir", default="runs/train/enhance", show_default=True,
-              help="enhancer (run folder of `genlab train enhance`)")
-@click.option("--space", default=4, show_default=True, type=number(int, min=1, max=MAX_FACTOR), help="spatial up-scaling factor s (1-8): frames become s·h × s·w")
-@click.option("--time", "time_factor", default=1, show_default=True, type=number(int, min=1, max=MAX_FACTOR),
-              help="temporal factor k (1-8): n frames become (n-1)·k + 1, the input at every k-th frame")
-@click.option("--out", default="runs/enhance/out.mp4", show_default=True, help="video to write (.mp4 or .gif)")
-@click.option("--fps", default=None, type=number(float, above=0), help="frame rate of the output (default: the input's × --time)")
+@options_from(EnhanceVideoConfig)
 @options_from(EnhanceSettings)
-def enhance_command(input_path: str, model_dir: str, space: int, time_factor: int, out: str, fps: float | None,
-                    **values) -> None:
+def enhance_command(input_path: str, **values) -> None:
     """Enhance a low-resolution, low-frame-rate video (VEnhancer): space-time super-resolution.
 
     The ControlNet enhancer samples from an SDEdit start (the trilinear up-sampling noised to
@@ -51,12 +44,13 @@ def enhance_command(input_path: str, model_dir: str, space: int, time_factor: in
     from genlab.enhance.inference import enhance_video
     from genlab.enhance.model import load_enhancer
 
+    video = build_config(EnhanceVideoConfig, values)
     settings = build_config(EnhanceSettings, values)
-    output_file(out, VIDEO_SUFFIXES)
+    output_file(video.out, VIDEO_SUFFIXES)
     low, input_fps = load_video(existing_file(input_path, "INPUT"))
-    model = load_enhancer(existing_dir(model_dir, "--model"))
-    enhanced = enhance_video(model, low[None], space, time_factor, settings, progress=True)
-    rate = fps or (input_fps or 8.0) * time_factor
-    save_video(video_grid(enhanced, columns=1, padding=0), out, fps=rate)
+    model = load_enhancer(existing_dir(video.model, "--model"))
+    enhanced = enhance_video(model, low[None], video.space, video.time, settings, progress=True)
+    rate = video.fps or (input_fps or 8.0) * video.time
+    save_video(video_grid(enhanced, columns=1, padding=0), video.out, fps=rate)
     click.echo(f"{low.shape[0]} frames of {low.shape[-2]}×{low.shape[-1]} -> {enhanced.shape[1]} frames of "
-               f"{enhanced.shape[-2]}×{enhanced.shape[-1]} ({model.variant} enhancer) in {out}")
+               f"{enhanced.shape[-2]}×{enhanced.shape[-1]} ({model.variant} enhancer) in {video.out}")

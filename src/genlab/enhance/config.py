@@ -68,3 +68,16 @@ class EnhanceSettings:
     def validate(self) -> None:
         """Raise GenlabError naming the first setting outside its declared bounds."""
         check_fields(self)
+
+
+@dataclass
+class EnhanceVideoConfig:
+    """Which enhancer ``genlab enhance`` runs, by how much, and where the video goes (each a flag; how to
+    enhance is :class:`EnhanceSettings`)."""
+
+    model: str = option("runs/train/enhance", "enhancer (run folder of `genlab train enhance`)")
+    space: int = option(4, "spatial up-scaling factor s (1-8): frames become s·h × s·w", min=1, max=MAX_FACTOR)
+    time: int = option(1, "temporal factor k (1-8): n frames become (n-1)·k + 1, the input at every k-th frame",
+                       min=1, max=MAX_FACTOR)
+    out: str = option("runs/enhance/out.mp4", "video to write (.mp4 or .gif)")
+    fps: float | None = option(None, "frame rate of the output (default: the input's × --time)", type=float, above=0)

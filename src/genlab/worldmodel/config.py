@@ -1,11 +1,11 @@
-"""Settings of ``genlab train tokenizer`` and ``genlab train worldmodel``, importable without torch
-(``genlab --help`` reads them)."""
+"""Settings of ``genlab train tokenizer``, ``genlab train worldmodel`` and ``genlab play``, importable without
+torch (``genlab --help`` reads them)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass
 
-from genlab.core.config import LoopConfig, option
+from genlab.core.config import MAX_SEED, LoopConfig, option
 from genlab.errors import GenlabError
 
 
@@ -47,3 +47,20 @@ class TransformerConfig(LoopConfig):
         super().validate()
         if self.hidden_size % self.heads:
             raise GenlabError(f"--hidden-size {self.hidden_size} must be a multiple of --heads {self.heads}")
+
+
+@dataclass
+class PlayConfig:
+    """What ``genlab play`` rolls out: the world model, the first frame, the actions, the token sampling and
+    the video it writes."""
+
+    model: str = option(MISSING, "world model folder (tokenizer/ + transformer/)", type=str)
+    seed: int = option(0, "PushBlock reset seed: the first frame", min=0, max=MAX_SEED)
+    actions: str | None = option(None, "action file (.npy, or text: 'dx dy' per line); without it, keys typed in "
+                                 "the terminal drive the rollout", type=str)
+    rollout_steps: int = option(30, "most environment steps to play", renamed_from="--steps", min=1)
+    compare: bool = option(True, "step the real environment with the same actions and show it beside the imagined "
+                           "frames")
+    top_k: int = option(16, "sample each token among the k most likely (1 = greedy)", min=1)
+    sample_seed: int = option(0, "seed of the token sampling", min=0, max=MAX_SEED)
+    out: str = option("runs/play/rollout.mp4", "video to write (.mp4 or .gif)")
