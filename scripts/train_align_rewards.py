@@ -178,6 +178,21 @@ def evaluate_temporal(model: TemporalModel, seed: int) -> dict:
     return results
 
 
+def fit_one_cycle(parameters: list, loss_fn, steps: int, name: str, what: str) -> None:
+    """``steps`` AdamW updates (lr 2e-3 on a one-cycle schedule, weight decay 1e-4) of ``loss_fn()``,
+    printing ``what`` every 250 steps and at the end."""
+    optimizer = torch.optim.AdamW(parameters, lr=2e-3, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=steps)
+    for step in range(steps):
+        loss = loss_fn()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        if step % 250 == 0 or step == steps - 1:
+            print(f"{name} step {step}: {what} {loss.item():.4f}", flush=True)
+
+
 def train_temporal(seed: int, steps: int) -> None:
     """Stage 1: a frame autoencoder on real frames (its latents must keep what is where, so they cannot
     collapse). Stage 2: the encoder frozen and its latents standardised, a predictor learns each frame's latent
@@ -189,18 +204,13 @@ def train_temporal(seed: int, steps: int) -> None:
     clips = temporal_clips(4000, seed)
     frames = clips.flatten(0, 1)
     decoder = frame_decoder(config)
-    parameters = [*model.encoder.parameters(), *decoder.parameters()]
-    optimizer = torch.optim.AdamW(parameters, lr=2e-3, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=steps)
-    for step in range(steps):
+
+    def reconstruction_loss() -> torch.Tensor:
         batch = as_float(frames[torch.randint(len(frames), (64,), generator=generator)])
-        loss = (decoder(model.encoder(batch)) - batch).pow(2).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        if step % 250 == 0 or step == steps - 1:
-            print(f"temporal autoencoder step {step}: reconstruction mse {loss.item():.4f}", flush=True)
+        return (decoder(model.encoder(batch)) - batch).pow(2).mean()
+
+    fit_one_cycle([*model.encoder.parameters(), *decoder.parameters()], reconstruction_loss, steps,
+                  "temporal autoencoder", "reconstruction mse")
     model.encoder.requires_grad_(False)
     with torch.no_grad():
         latents = torch.cat([model.encoder(as_float(frames[i : i + 1024])) for i in range(0, len(frames), 1024)])
@@ -210,17 +220,12 @@ def train_temporal(seed: int, steps: int) -> None:
         latents = latents.view(len(clips), FRAMES, *latents.shape[1:])
     context = config.context
     windows = latents.unfold(1, context + 1, 1).permute(0, 1, 5, 2, 3, 4).flatten(0, 1)  # [N·W, ctx+1, C, h, w]
-    optimizer = torch.optim.AdamW(model.predictor.parameters(), lr=2e-3, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=steps)
-    for step in range(steps):
+
+    def prediction_loss() -> torch.Tensor:
         batch = windows[torch.randint(len(windows), (128,), generator=generator)]
-        loss = (model.predict(batch[:, :context]) - batch[:, context]).pow(2).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        if step % 250 == 0 or step == steps - 1:
-            print(f"temporal predictor step {step}: prediction mse {loss.item():.4f}", flush=True)
+        return (model.predict(batch[:, :context]) - batch[:, context]).pow(2).mean()
+
+    fit_one_cycle(list(model.predictor.parameters()), prediction_loss, steps, "temporal predictor", "prediction mse")
     model.eval()
     results = evaluate_temporal(model, seed + 100)
     for name, row in results.items():
