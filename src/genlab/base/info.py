@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -35,11 +36,12 @@ def is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-class ModelInfo:
+class ModelInfo(ABC):
     """A model's ``genlab.json``: subclasses give :meth:`to_json`, this writes it."""
 
+    @abstractmethod
     def to_json(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The JSON object of ``genlab.json``, key for key."""
 
     def save(self, folder: Path | str) -> None:
         """Write :meth:`to_json` to ``folder/genlab.json``."""
