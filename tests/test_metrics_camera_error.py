@@ -4,9 +4,16 @@ import pytest
 import torch
 
 from genlab.data.scenes import CameraVideoDataset
-from genlab.data.trajectories import make_trajectory
+from genlab.data.trajectories import TRAJECTORIES, make_trajectory, trajectory_candidates
 from genlab.errors import GenlabError
-from genlab.metrics import PoseEstimator, camera_errors, rotation_geodesic_degrees, train_pose_estimator
+from genlab.metrics import (
+    PoseEstimator,
+    camera_errors,
+    rotation_geodesic_degrees,
+    train_pose_estimator,
+    trajectory_discrimination,
+    trajectory_distances,
+)
 
 
 def rotation_about(axis: int, degrees: float, dtype=torch.float64) -> torch.Tensor:
@@ -213,3 +220,51 @@ def test_trained_estimator_reads_held_out_cameras_far_better_than_no_motion():
     no_motion = camera_errors(torch.eye(4, dtype=requested.dtype).expand(requested.shape), requested)
     for key, ratio in (("rotation_deg", 0.5), ("translation", 0.7)):
         assert estimated[key].mean() < ratio * no_motion[key].mean(), (key, estimated[key].mean(), no_motion[key].mean())
+
+
+# --- trajectory discrimination ---------------------------------------------------------------------
+
+def test_candidates_are_every_trajectory_both_ways_from_one_start():
+    names, poses = trajectory_candidates(8)
+    assert names == [f"{sign}{name}" for name in TRAJECTORIES for sign in ("", "-")] + ["still"]
+    assert poses.shape == (2 * len(TRAJECTORIES) + 1, 8, 4, 4)
+    assert torch.allclose(poses[:, 0], poses[0, 0].expand_as(poses[:, 0]))  # every path starts at the same camera
+    assert torch.allclose(poses[-1], poses[-1, :1].expand_as(poses[-1]))  # the still camera does not move
+
+
+def test_the_requested_path_beats_every_other_candidate_and_noise_does_not_change_that():
+    names, candidates = trajectory_candidates(8)
+    requested = torch.arange(len(names))
+    assert trajectory_discrimination(candidates, requested, candidates).all()
+    generator = torch.Generator().manual_seed(0)
+    wobble = rigid(torch.stack([rotation_about(int(torch.randint(3, (1,), generator=generator)), 1.0)
+                                for _ in range(8)]), 0.02 * torch.randn(8, 3, generator=generator, dtype=torch.float64))
+    noisy = candidates @ wobble  # each frame's camera off by 1° and a few hundredths of a unit
+    assert trajectory_discrimination(noisy, requested, candidates).all()
+
+
+def test_a_reversed_or_still_camera_is_not_counted_as_following():
+    names, candidates = trajectory_candidates(8)
+    moving = torch.arange(len(names) - 1)  # every path but "still"
+    reversed_index = moving + 1 - 2 * (moving % 2)  # orbit <-> -orbit, ...
+    assert not trajectory_discrimination(candidates[reversed_index], moving, candidates).any()
+    still = candidates[-1:].expand(len(moving), -1, -1, -1)  # the first camera held for the whole clip
+    assert not trajectory_discrimination(still, moving, candidates).any()
+    assert trajectory_discrimination(still, torch.full_like(moving, len(names) - 1), candidates).all()
+
+
+def test_distances_are_zero_to_itself_and_grow_with_translation_weight():
+    _, candidates = trajectory_candidates(6)
+    distances = trajectory_distances(candidates, candidates)
+    assert torch.allclose(distances.diagonal(), torch.zeros(len(candidates), dtype=distances.dtype), atol=1e-6)
+    assert (trajectory_distances(candidates, candidates, degrees_per_unit=100.0) >= distances - 1e-9).all()
+
+
+def test_discrimination_refuses_mismatched_shapes_and_indices():
+    _, candidates = trajectory_candidates(6)
+    with pytest.raises(GenlabError, match="requested indices"):
+        trajectory_discrimination(candidates[:2], torch.tensor([0, len(candidates)]), candidates)
+    with pytest.raises(GenlabError, match="candidate indices"):
+        trajectory_discrimination(candidates[:2], torch.tensor([0.0, 1.0]), candidates)
+    with pytest.raises(GenlabError, match="candidates must be"):
+        trajectory_discrimination(candidates[:2], torch.tensor([0, 1]), candidates[:, :4])

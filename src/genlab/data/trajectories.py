@@ -142,3 +142,19 @@ def make_trajectory(name: str, frames: int, radius: float = 4.0, height: float =
     s = torch.linspace(0, 1, frames, dtype=torch.float64)
     generator = torch.Generator().manual_seed(seed)
     return TRAJECTORIES[name](s, radius, height, DEFAULT_STRENGTH[name] if strength is None else strength, generator)
+
+
+def trajectory_candidates(frames: int, seed: int = 0) -> tuple[list[str], Tensor]:
+    """Every trajectory type in both directions, and a camera that does not move: the paths a
+    camera-following score tells apart.
+
+    Returns ``(names, camera_to_world [K, frames, 4, 4])`` with ``K = 2·len(TRAJECTORIES) + 1``: for each
+    type its default strength (``"orbit"``) and the reversed path (``"-orbit"``: the strength's sign
+    flipped; ``"-random"`` mirrors the random path of the same ``seed``), then ``"still"``, the common first
+    camera held, so that a clip that does not move is nearest to it rather than to a small path.
+    """
+    names = [f"{sign}{name}" for name in TRAJECTORIES for sign in ("", "-")] + ["still"]
+    poses = [make_trajectory(name, frames, strength=DEFAULT_STRENGTH[name] * direction, seed=seed)
+             for name in TRAJECTORIES for direction in (1, -1)]
+    poses.append(make_trajectory("orbit", frames, strength=0.0))
+    return names, torch.stack(poses)

@@ -6,7 +6,8 @@
 - :func:`load_feature_net`: the committed feature net of a data set.
 - :func:`psnr`, :func:`ssim`: per-image fidelity to a reference.
 - :func:`mutual_information`, :func:`entropy`: between discrete variables (codes vs factors), in bits.
-- :func:`camera_errors`, :func:`rotation_geodesic_degrees`: how far a video's cameras are from the requested ones.
+- :func:`camera_errors`, :func:`rotation_geodesic_degrees`: how far a video's cameras are from the requested ones;
+  :func:`trajectory_discrimination`: whether they are nearer the requested path than every other candidate.
 - :class:`PoseEstimator`, :func:`train_pose_estimator`: reads relative camera poses off a video's frames.
 """
 
@@ -17,6 +18,8 @@ from genlab.metrics.camera_error import (
     camera_errors,
     rotation_geodesic_degrees,
     train_pose_estimator,
+    trajectory_discrimination,
+    trajectory_distances,
 )
 from genlab.metrics.distances import frechet_distance, precision_recall, wasserstein2
 from genlab.metrics.evaluate import class_accuracy, evaluate_samples, reference_features
@@ -30,6 +33,8 @@ __all__ = [
     "camera_errors",
     "rotation_geodesic_degrees",
     "train_pose_estimator",
+    "trajectory_discrimination",
+    "trajectory_distances",
     "FeatureNet",
     "FeatureNetConfig",
     "class_accuracy",

@@ -2,7 +2,8 @@
 
 A :class:`PoseEstimator` (a small CNN trained on rendered clips with known cameras by
 :func:`train_pose_estimator`) reads the relative camera pose of every frame of a video with respect
-to its first frame; :func:`camera_errors` compares those poses with the requested ones.
+to its first frame; :func:`camera_errors` compares those poses with the requested ones, and :func:`trajectory_discrimination`
+asks whether they are closer to the requested path than to every other candidate path.
 
 Cameras are camera-to-world 4×4 matrices with OpenCV axes (x right, y down, z forward); the
 relative pose of frame t is ``inverse(P_0) @ P_t``, so both trajectories are compared in their own
@@ -26,6 +27,7 @@ from genlab.errors import GenlabError
 
 TRANSLATION_WEIGHT = 1.0  # weight of the squared translation error (scene units²) in the training loss
 ESTIMATE_BATCH = 512  # frame pairs per forward pass in PoseEstimator.estimate
+DEGREES_PER_UNIT = math.degrees(1 / 4.0)  # angle a unit of translation subtends from the scenes' camera distance 4
 
 
 def rotation_geodesic_degrees(r1: Tensor, r2: Tensor) -> Tensor:
@@ -62,6 +64,43 @@ def camera_errors(predicted_c2w: Tensor, requested_c2w: Tensor) -> dict[str, Ten
     translation = (predicted[..., :3, 3] - requested[..., :3, 3]).norm(dim=-1)
     dtype = requested_c2w.dtype
     return {"rotation_deg": rotation.mean(dim=1).to(dtype), "translation": translation.mean(dim=1).to(dtype)}
+
+
+def trajectory_distances(estimated_c2w: Tensor, candidates_c2w: Tensor,
+                          degrees_per_unit: float = DEGREES_PER_UNIT) -> Tensor:
+    """Distance ``[B, K]`` of each estimated trajectory to each candidate, in degrees.
+
+    ``estimated_c2w [B, T, 4, 4]``, ``candidates_c2w [K, T, 4, 4]``: the :func:`camera_errors` of the pair,
+    ``rotation_deg + degrees_per_unit · translation`` (a translation error counts as the angle it subtends
+    at the scene's distance; the default is for genlab's scenes, watched from 4 units away).
+    """
+    batch, count = estimated_c2w.shape[0], candidates_c2w.shape[0]
+    if candidates_c2w.dim() != 4 or candidates_c2w.shape[1:] != estimated_c2w.shape[1:]:
+        raise GenlabError(f"candidates must be [K, T, 4, 4] with the estimated cameras' T, got "
+                          f"{list(candidates_c2w.shape)} for estimated {list(estimated_c2w.shape)}")
+    pairs = camera_errors(estimated_c2w.repeat_interleave(count, dim=0), candidates_c2w.repeat(batch, 1, 1, 1))
+    return (pairs["rotation_deg"] + degrees_per_unit * pairs["translation"]).view(batch, count)
+
+
+def trajectory_discrimination(estimated_c2w: Tensor, requested: Tensor, candidates_c2w: Tensor,
+                              degrees_per_unit: float = DEGREES_PER_UNIT) -> Tensor:
+    """Whether each video's estimated motion is closer to its requested trajectory than to every other
+    candidate (other types, reversed directions): ``[B]`` bool; its mean is the discrimination accuracy.
+
+    ``requested [B]`` (long) indexes ``candidates_c2w [K, T, 4, 4]`` (e.g. from
+    :func:`genlab.data.trajectories.trajectory_candidates`); distances as in :func:`trajectory_distances`.
+    A tie with another candidate counts as a miss, so a model that does not move scores 0 on paths whose
+    reverse is a candidate too.
+    """
+    if requested.shape != estimated_c2w.shape[:1] or requested.dtype != torch.long:
+        raise GenlabError(f"requested must be [B] candidate indices (long) for B = {estimated_c2w.shape[0]}, "
+                          f"got {list(requested.shape)} {requested.dtype}")
+    if requested.numel() and not 0 <= int(requested.min()) <= int(requested.max()) < candidates_c2w.shape[0]:
+        raise GenlabError(f"requested indices must lie in [0, {candidates_c2w.shape[0]}), got {requested.tolist()}")
+    distances = trajectory_distances(estimated_c2w, candidates_c2w, degrees_per_unit)
+    own = distances.gather(1, requested[:, None])
+    others = distances.scatter(1, requested[:, None], math.inf)
+    return (own < others).all(dim=1)
 
 
 def rotation_from_6d(x: Tensor) -> Tensor:
