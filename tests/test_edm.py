@@ -11,6 +11,7 @@ from genlab.core.edm import (
     ancestral_steps,
     append_dims,
     edm_loss,
+    held_out_loss,
     karras_sigmas,
     loss_weight,
     network_evaluations,
@@ -190,3 +191,25 @@ def test_ancestral_sampler_keeps_the_graph_of_the_last_k_steps_only():
     assert graph == [True, True, True]
     with pytest.raises(GenlabError, match="more than the 3 sampling steps"):
         sample_ancestral(denoise, noise, karras_sigmas(3), grad_steps=4)
+
+
+def test_held_out_loss_of_the_ideal_denoiser_is_one_at_every_level():
+    # data N(0, σ_data² I): the ideal denoiser's squared error is σ_data²σ²/(σ_data² + σ²) per dimension,
+    # which λ(σ) = (σ² + σ_data²)/(σ σ_data)² turns into exactly 1
+    sigma_data = EDMSchedule().sigma_data
+    x0 = sigma_data * torch.randn(6000, 4, generator=torch.Generator().manual_seed(0))
+    denoiser = gaussian_denoiser(torch.zeros(4, dtype=torch.float64), sigma_data**2 * torch.eye(4, dtype=torch.float64))
+    losses = held_out_loss(denoiser, x0, [0.05, 0.5, 5.0], seed=3)
+    assert losses.shape == (3,)
+    assert torch.allclose(losses, torch.ones(3), atol=0.05)
+    identity = held_out_loss(lambda x, sigma: x, x0, [0.5, 5.0], seed=3)  # (σ² + σ_data²)/σ_data²: 2 and 101
+    assert torch.allclose(identity, torch.tensor([2.0, 101.0]), rtol=0.05)
+
+
+def test_held_out_loss_sees_the_same_noise_whatever_the_batch_size():
+    x0 = torch.randn(50, 3)
+    denoiser = gaussian_denoiser(torch.zeros(3, dtype=torch.float64), torch.eye(3, dtype=torch.float64))
+    a = held_out_loss(denoiser, x0, [0.3, 2.0], seed=1, batch_size=7)
+    b = held_out_loss(denoiser, x0, [0.3, 2.0], seed=1, batch_size=64)
+    assert torch.allclose(a, b, rtol=1e-5)
+    assert not torch.allclose(a, held_out_loss(denoiser, x0, [0.3, 2.0], seed=2))

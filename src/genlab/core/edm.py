@@ -14,7 +14,7 @@ level ``sigma`` is ``x = x0 + sigma * n`` with ``n ~ N(0, I)``. A *denoiser* is 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -86,6 +86,30 @@ def edm_loss(
     denoised = denoiser(x0 + append_dims(sigma, x0) * noise, sigma, **cond)
     squared_error = (denoised.float() - x0.float()).pow(2).flatten(1).mean(1)
     return loss_weight(sigma, schedule.sigma_data) * squared_error
+
+
+@torch.no_grad()
+def held_out_loss(denoiser: Denoiser, x0: Tensor, sigmas: Sequence[float], seed: int = 0, batch_size: int = 64,
+                  sigma_data: float = EDMSchedule().sigma_data, **cond: Tensor) -> Tensor:
+    """The λ-weighted EDM loss of ``denoiser`` on held-out ``x0 [N, ...]`` at each fixed noise level:
+    ``[len(sigmas)]``, the mean over the N samples.
+
+    The noise comes from one generator seeded by ``seed``, so two models scored with the same
+    arguments see exactly the same noisy inputs; per-sample conditions ``cond`` (``[N, ...]``)
+    are batched with ``x0``. A validation loss for comparing models and training recipes.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    losses = []
+    for sigma in sigmas:
+        total, noises = 0.0, torch.randn(x0.shape, generator=generator).to(x0)
+        for start in range(0, len(x0), batch_size):
+            clean, noise = x0[start : start + batch_size], noises[start : start + batch_size]
+            level = torch.full((len(clean),), float(sigma), dtype=clean.dtype, device=clean.device)
+            chunk = {key: value[start : start + batch_size] for key, value in cond.items()}
+            denoised = denoiser(clean + sigma * noise, level, **chunk)
+            total += float((denoised.float() - clean.float()).pow(2).flatten(1).mean(1).sum())
+        losses.append(float(loss_weight(torch.tensor(float(sigma)), sigma_data)) * total / len(x0))
+    return torch.tensor(losses)
 
 
 def karras_sigmas(
