@@ -13,7 +13,6 @@ given the seed on a given machine; the test accuracy of each net is printed and 
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genlab.data import DATASETS, ImageDataset, load_dataset
+from genlab.metrics.artefacts import blur
 from genlab.metrics.feature_net import WEIGHTS_DIR, FeatureNet, FeatureNetConfig, save_feature_net
 
 
@@ -51,23 +51,6 @@ RECIPES = {
     "digits": Recipe(epochs=40),
     "shapes": Recipe(epochs=3, max_shift=2, max_blur=1.0, max_noise=0.2, auxiliary=("colour", "position")),
 }
-
-
-def blur(images: torch.Tensor, max_sigma: float, generator: torch.Generator) -> torch.Tensor:
-    """Blur half of ``images`` ``[B, C, H, H]`` with Gaussians of std up to ``max_sigma`` px; keep the rest.
-
-    The separable blur (edges repeated) is one ``[H, H]`` matrix per image, applied to rows and columns.
-    """
-    b, _, h, _ = images.shape
-    radius = math.ceil(2 * max_sigma)
-    sigma = torch.rand(b, generator=generator) * max_sigma
-    sigma = torch.where(torch.rand(b, generator=generator) < 0.5, sigma, 0.0).clamp_min(1e-3)
-    taps = torch.arange(-radius, radius + 1)
-    weights = torch.exp(-0.5 * (taps[None, :] / sigma[:, None]) ** 2)
-    weights = (weights / weights.sum(dim=1, keepdim=True)).unsqueeze(1).expand(b, h, -1)
-    sources = (torch.arange(h)[:, None] + taps[None, :]).clamp(0, h - 1).expand(b, -1, -1)
-    matrix = torch.zeros(b, h, h).scatter_add_(2, sources, weights).unsqueeze(1)
-    return matrix @ images @ matrix.transpose(2, 3)
 
 
 def augment(images: torch.Tensor, recipe: Recipe, generator: torch.Generator) -> torch.Tensor:
