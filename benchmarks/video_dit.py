@@ -5,7 +5,8 @@ Jobs, each an EDM training step (noise sampling, forward, backward, AdamW) with 
 
 * ``video DiT``: the base video model, every weight trained (as in ``genlab train video``);
 * ``ControlNet``: the camera branch trained, the base frozen (``genlab train camera``);
-* ``concat fine-tune``: the naive baseline, Plücker concatenated to the input, every weight trained.
+* ``camera encoder``: the CameraCtrl-style baseline, a camera encoder trained, the base frozen;
+* ``concat fine-tune``: the MotionCtrl-style baseline, Plücker concatenated to the input, every weight trained.
 
 FLOPs are counted once per job with ``torch.utils.flop_counter`` (matmuls and attention); MFU is
 FLOPs per second over the bf16 matrix-product peak measured in the same run (8192³). On the CPU
@@ -26,8 +27,8 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from genlab.camera.controlnet import CameraControlNet
-from genlab.camera.model import ConcatCameraDenoiser, ControlNetCameraDenoiser
+from genlab.camera.controlnet import CameraControlNet, CameraEncoder
+from genlab.camera.model import ConcatCameraDenoiser, ControlNetCameraDenoiser, EncoderCameraDenoiser
 from genlab.core.denoiser import EDMDenoiser
 from genlab.core.edm import edm_loss
 from genlab.core.nets import VideoDiT
@@ -39,7 +40,7 @@ PRESETS = {  # model, branch, batch
     "gpu": ({"in_channels": 4, "frames": 16, "resolution": 32, "patch_size": 2, "hidden_size": 1152, "depth": 28,
              "num_heads": 9, "condition_channels": 4}, {"hidden_size": 1152, "depth": 8, "num_heads": 9}, 8),
 }
-JOBS = ("video DiT", "ControlNet", "concat fine-tune")
+JOBS = ("video DiT", "ControlNet", "camera encoder", "concat fine-tune")
 OVERRIDES: dict[str, int] = {}  # --heads / --batch
 
 
@@ -57,6 +58,8 @@ def build(job: str, preset: str, attention: str, device: str) -> tuple[torch.nn.
     cond = {"condition": first}
     if job == "ControlNet":
         denoiser = ControlNetCameraDenoiser(base, CameraControlNet.for_backbone(base.net, **branch_config))
+    elif job == "camera encoder":
+        denoiser = EncoderCameraDenoiser(base, CameraEncoder.for_backbone(base.net, branch_config["hidden_size"]))
     elif job == "concat fine-tune":
         denoiser = ConcatCameraDenoiser.from_base(base)
     else:

@@ -5,11 +5,12 @@ import pytest
 import torch
 from diffusers import CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
 
-from genlab.camera.controlnet import CameraControlNet, camera_control, taps_for
+from genlab.camera.controlnet import CameraControlNet, CameraEncoder, camera_control, camera_tokens, taps_for
 from genlab.camera.model import (
     CameraBlindDenoiser,
     ConcatCameraDenoiser,
     ControlNetCameraDenoiser,
+    EncoderCameraDenoiser,
     load_camera_model,
     save_camera_model,
     trainable_parameters,
@@ -100,7 +101,7 @@ def test_branch_tokens_follow_the_video_token_order():
     branch.camera_embed.load_state_dict(net.patch_embed.state_dict())
     frames = torch.randn(2, 4, 6, 8, 8)
     base_tokens = net.patch_embed(frames.transpose(1, 2)).flatten(2).transpose(1, 2) + net.pos_embed
-    torch.testing.assert_close(branch.camera_tokens(frames), base_tokens)
+    torch.testing.assert_close(camera_tokens(branch.camera_embed, frames, base_tokens), base_tokens)
 
 
 def test_concat_baseline_starts_as_the_base_and_trains_everything():
@@ -115,12 +116,43 @@ def test_concat_baseline_starts_as_the_base_and_trains_everything():
     assert trainable_parameters(controlled) == sum(p.numel() for p in controlled.controlnet.parameters())
 
 
-@pytest.mark.parametrize("variant", ["controlnet", "concat", "none"])
+def test_camera_encoder_starts_as_the_base_sees_only_cameras_and_trains_only_itself():
+    base = video_base()
+    x, sigma, plucker, condition = inputs()
+    model = EncoderCameraDenoiser(base, CameraEncoder.for_backbone(base.net, hidden_size=8))
+    assert len(model.controlnet.blocks) == len(base.net.blocks)  # CameraCtrl-style: feeds every block
+    reference = base(x, sigma, condition=condition)
+    torch.testing.assert_close(model(x, sigma, plucker=plucker, condition=condition), reference, rtol=0, atol=0)
+    randomise(model.controlnet)
+    steered = model(x, sigma, plucker=plucker, condition=condition)
+    assert (steered - reference).abs().max() > 1e-3
+    tokens = torch.zeros(2, base.net.tokens_per_clip, base.net.config.hidden_size)
+    features = model.controlnet(tokens, plucker)
+    assert all(torch.equal(a, b) for a, b in zip(features, model.controlnet(tokens + 1, plucker), strict=True))
+    steered.square().mean().backward()
+    assert all(p.grad is None for p in base.parameters())
+    assert trainable_parameters(model) == sum(p.numel() for p in model.controlnet.parameters())
+    with pytest.raises(GenlabError, match="feeds 1 to 3 blocks"):
+        CameraEncoder.for_backbone(base.net, depth=4)
+
+
+def test_camera_blind_control_trains_every_base_weight():
+    base = EDMDenoiser(randomise(VideoDiT(condition_channels=3, **TINY)))
+    model = CameraBlindDenoiser(base)
+    x, sigma, plucker, condition = inputs()
+    model(x, sigma, plucker=plucker, condition=condition).square().mean().backward()
+    assert trainable_parameters(model) == sum(p.numel() for p in base.parameters())
+    assert all(p.grad is not None for p in base.net.blocks.parameters())
+
+
+@pytest.mark.parametrize("variant", ["controlnet", "encoder", "concat", "none"])
 def test_camera_model_save_load_round_trip(tmp_path, variant):
     base = video_base()
     x, sigma, plucker, condition = inputs()
     if variant == "controlnet":
         model = ControlNetCameraDenoiser(base, randomise(CameraControlNet.for_backbone(base.net, 16, 2, 2)), (0.2, 1.0))
+    elif variant == "encoder":
+        model = EncoderCameraDenoiser(base, randomise(CameraEncoder.for_backbone(base.net, 8)))
     elif variant == "concat":
         model = randomise(ConcatCameraDenoiser.from_base(base))
     else:
@@ -169,9 +201,10 @@ def test_branch_tokens_follow_cogvideox_token_order(tmp_path):
     branch.camera_embed.weight.data.copy_(proj.weight.data[:, :, None])
     branch.camera_embed.bias.data.copy_(proj.bias.data)
     grid = torch.randn(2, 3, 6, 8, 8)
-    ours = branch.camera_tokens(grid) - branch.camera_tokens(torch.zeros_like(grid))  # positions cancel
     theirs = transformer.patch_embed(torch.zeros(2, 0, 12), grid)
     theirs = theirs - transformer.patch_embed(torch.zeros(2, 0, 12), torch.zeros_like(grid))
+    ours = (camera_tokens(branch.camera_embed, grid, theirs)
+            - camera_tokens(branch.camera_embed, torch.zeros_like(grid), theirs))  # positions cancel
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
 
 

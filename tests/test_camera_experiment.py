@@ -13,8 +13,8 @@ from genlab.base.video_model import load_video_model
 from genlab.camera.model import ControlNetCameraDenoiser, load_camera_model
 from genlab.experiments import camera
 
-TOY = replace(camera.PRESETS["quick"], clips=8, frames=4, resolution=16, base_steps=3, camera_steps=3, batch_size=4,
-              branch_hidden=32, pose_clips=8, pose_steps=3, eval_scenes=2, sampler_steps=2)
+TOY = replace(camera.PRESETS["quick"], clips=8, camera_steps=3, batch_size=4, branch_hidden=32, eval_scenes=2,
+              sampler_steps=2, seeds=(0, 1))
 LOOP = ["--steps", "4", "--batch-size", "4", "--checkpoint-every", "2", "--no-progress", "--warmup-steps", "1"]
 DATA = ["--clips", "8"]
 
@@ -26,6 +26,17 @@ def base_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("camera") / "base"
     main(["train", "video", *LOOP, *DATA, "--frames", "4", "--resolution", "16", "--run-dir", str(run)])
     return run
+
+
+@pytest.fixture(scope="module")
+def toy(base_run):
+    """The toy preset on the module's tiny base, with a tiny pose estimator for its 16×16 frames."""
+    from genlab.data import CameraVideoDataset
+    from genlab.metrics import train_pose_estimator
+
+    data = CameraVideoDataset(8, 4, 16, seed=0)
+    train_pose_estimator(data.videos, data.camera_to_world, steps=3).save_pretrained(base_run.parent / "estimator")
+    return replace(TOY, base=str(base_run), estimator=str(base_run.parent / "estimator"))
 
 
 def test_controlnet_training_leaves_the_base_frozen(run_cli, base_run, tmp_path):
@@ -72,30 +83,35 @@ def test_sample_camera_writes_a_side_by_side_video_and_rejects_bad_trajectories(
     assert code != 0 and "holds a video model, not a camera model; add cameras with `genlab train camera" in err
 
 
-def test_reproduce_writes_tables_and_a_video_and_reuses_finished_stages(tmp_path):
-    results = camera.run(tmp_path, TOY, workers=1)
+def test_reproduce_writes_tables_and_a_video_and_reuses_finished_stages(tmp_path, toy):
+    results = camera.run(tmp_path, toy, workers=1)
     evaluation = results["evaluation"]
-    assert set(camera.MODELS) <= set(evaluation)
-    for name in camera.MODELS:
+    for name in (camera.BASE, *camera.ARMS):
         assert set(evaluation[name]["per_trajectory"]) == {"orbit", "pan", "tilt", "dolly", "random"}
-        assert np.isfinite(evaluation[name]["rotation_deg"]) and np.isfinite(evaluation[name]["fd"])
+        assert evaluation[name]["rotation_deg"]["n"] == 2  # both seeds
+        assert np.isfinite(evaluation[name]["rotation_deg"]["mean"]) and np.isfinite(evaluation[name]["clip_fd"]["mean"])
     training = results["training"]
-    assert training["ControlNet (VD3D)"]["trainable_parameters"] < training["concat + full fine-tune"]["trainable_parameters"]
+    assert len(training["VD3D ControlNet"]) == 2
+    params = {name: training[name][0]["trainable_parameters"] for name in camera.ARMS}
+    assert params["VD3D ControlNet"] < params["MotionCtrl-style concat"] and params["CameraCtrl-style encoder"] < params["fine-tuned, no camera"]
+    assert params["fine-tuned, no camera"] == results["base_parameters"]
     assert evaluation["ground truth"]["psnr"] > 90  # the true clip against itself
+    assert evaluation["true-vs-true floor"]["clip_fd"] > 0
+    assert set(results["goals"]) and all(isinstance(met, bool) for met in results["goals"].values())
     report = (tmp_path / "report.md").read_text()
-    assert "ControlNet (VD3D)" in report and "rotation error" in report
-    assert iio.imread(tmp_path / "trajectories.gif").shape[0] == TOY.frames
+    assert "VD3D ControlNet" in report and "Discrimination accuracy" in report
+    assert iio.imread(tmp_path / "trajectories.gif").shape[0] == 4
     saved = json.loads((tmp_path / "results.json").read_text())
-    stamp = (tmp_path / "base" / "record.json").stat().st_mtime
-    again = camera.run(tmp_path, TOY, workers=1)
-    assert (tmp_path / "base" / "record.json").stat().st_mtime == stamp
-    assert again["evaluation"]["ControlNet (VD3D)"]["rotation_deg"] == saved["evaluation"]["ControlNet (VD3D)"]["rotation_deg"]
+    stamp = (tmp_path / "controlnet_seed0" / "record.json").stat().st_mtime
+    again = camera.run(tmp_path, toy, workers=1)
+    assert (tmp_path / "controlnet_seed0" / "record.json").stat().st_mtime == stamp
+    assert again["evaluation"]["VD3D ControlNet"] == saved["evaluation"]["VD3D ControlNet"]
 
 
-def test_demo_part_writes_its_report_section(tmp_path, monkeypatch):
+def test_demo_part_writes_its_report_section(tmp_path, monkeypatch, toy):
     from genlab import demo
 
-    monkeypatch.setitem(camera.PRESETS, "quick", TOY)
+    monkeypatch.setitem(camera.PRESETS, "quick", replace(toy, seeds=(0,)))
     report = demo.run_demo(tmp_path, only="camera").read_text()
     assert "Camera control: VD3D ControlNet on a video DiT" in report and "camera/trajectories.gif" in report
-    assert "ControlNet (VD3D)" in report and (tmp_path / "camera" / "trajectories.gif").exists()
+    assert "VD3D ControlNet" in report and (tmp_path / "camera" / "trajectories.gif").exists()

@@ -57,6 +57,9 @@ class VideoModelConfig(SceneClipsConfig, LoopConfig):
     attention: str = option("full", "space-time attention: full, or factorised (space, then time)",
                             choices=ATTENTION_MODES)
     first_frame: bool = option(True, "condition on the clip's first frame (image-to-video)")
+    first_frame_dropout: float = option(0.0, "probability of hiding a training clip's first frame (an all-zero "
+                                        "condition), so that a first-frame model also samples without one",
+                                        min=0, max=0.99)
     data: str = option("scenes", "training clips: 3-D scenes under camera paths, moving sprites, or mixed (half "
                        "each)", choices=VIDEO_DATA)
     run_dir: str = option("runs/train/video", "run folder: config, checkpoints, log, figures, model")
@@ -64,6 +67,8 @@ class VideoModelConfig(SceneClipsConfig, LoopConfig):
 
     def validate(self) -> None:
         super().validate()
+        if self.first_frame_dropout > 0 and not self.first_frame:
+            raise GenlabError("--first-frame-dropout needs a --first-frame model")
         patch = VIDEO_SIZES[self.size]["patch_size"]
         if self.resolution % patch:
             raise GenlabError(f"--resolution must be a multiple of the patch size {patch}, got {self.resolution}")

@@ -10,6 +10,7 @@ samplers. This model carries no camera input: ``genlab train camera`` adds one.
 from __future__ import annotations
 
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -26,6 +27,9 @@ from genlab.core.nets import VideoDiT
 from genlab.core.nets.video_dit import first_frame_condition
 from genlab.core.train import Trainer, TrainResult, unwrap
 from genlab.errors import GenlabError
+
+PRETRAINED_VIDEO_DIR = Path(__file__).resolve().parent / "weights" / "video"  # written by scripts/train_video_base.py
+PRETRAINED = "pretrained"  # the name that stands for the shipped video base wherever a video model is asked for
 
 
 def scene_clips(clips: int, frames: int, resolution: int, seed: int, progress: bool = True):
@@ -63,16 +67,31 @@ def build_video_denoiser(config: VideoModelConfig) -> EDMDenoiser:
 
 
 def first_frame_kwargs(net: VideoDiT, first_frames: Tensor) -> dict[str, Tensor]:
-    """The conditioning keywords of a video net for clips starting with ``first_frames [B, C, H, W]``."""
+    """The conditioning keywords of a video net for clips starting with ``first_frames [B, C, H, W]``.
+
+    An all-zero first frame means "no first frame": a model trained with ``first_frame_dropout``
+    samples unconditionally from it (see :func:`no_first_frame`).
+    """
     if net.config.condition_channels == 0:
         return {}
     return {"condition": first_frame_condition(first_frames, net.config.frames)}
 
 
-def video_loss(denoiser: EDMDenoiser, batch: tuple) -> Tensor:
-    """EDM loss on a batch of clips ``(videos [B, T, 3, H, W], ...)``, conditioned as the net expects."""
+def no_first_frame(net: VideoDiT, clips: int) -> dict[str, Tensor]:
+    """The conditioning keywords for ``clips`` unconditional clips (empty for a net without a first frame)."""
+    cfg = net.config
+    return first_frame_kwargs(net, torch.zeros(clips, cfg.in_channels, cfg.resolution, cfg.resolution))
+
+
+def video_loss(denoiser: EDMDenoiser, batch: tuple, first_frame_dropout: float = 0.0) -> Tensor:
+    """EDM loss on a batch of clips ``(videos [B, T, 3, H, W], ...)``, conditioned as the net expects; each
+    clip's first frame is hidden (zeroed) with probability ``first_frame_dropout``."""
     videos = batch[0]
-    return edm_loss(denoiser, videos, **first_frame_kwargs(unwrap(denoiser).net, videos[:, 0])).mean()
+    first = videos[:, 0]
+    if first_frame_dropout > 0:
+        shown = torch.rand(len(videos), device=videos.device) >= first_frame_dropout
+        first = first * shown[:, None, None, None].to(first.dtype)
+    return edm_loss(denoiser, videos, **first_frame_kwargs(unwrap(denoiser).net, first)).mean()
 
 
 def train_video_model(config: VideoModelConfig) -> TrainResult:
@@ -81,7 +100,8 @@ def train_video_model(config: VideoModelConfig) -> TrainResult:
     dataset = video_clips(config.data, config.clips, config.frames, config.resolution, config.data_seed,
                           config.progress)
     denoiser = build_video_denoiser(config)
-    trainer = Trainer(denoiser, video_loss, dataset, config.run_dir, config, {**asdict(config), "method": "video"})
+    loss = partial(video_loss, first_frame_dropout=config.first_frame_dropout)
+    trainer = Trainer(denoiser, loss, dataset, config.run_dir, config, {**asdict(config), "method": "video"})
     result = trainer.fit(resume=config.resume)
     trainer.export(save_video_model, result.ema_model, Path(config.run_dir) / "model")
     return result
@@ -116,7 +136,9 @@ def read_model_info(path: Path | str, method: str, train_hint: str) -> tuple[Pat
 
 
 def load_video_model(path: Path | str) -> EDMDenoiser:
-    """Load a model saved by :func:`save_video_model` from a run folder or its ``model/`` folder (eval mode)."""
+    """Load a model saved by :func:`save_video_model` from a run folder or its ``model/`` folder (eval mode);
+    ``"pretrained"`` loads the video base shipped with genlab (see its ``MODEL_CARD.md``)."""
+    path = PRETRAINED_VIDEO_DIR if str(path) == PRETRAINED else path
     folder, saved = read_model_info(path, "video", "train one with `genlab train video`")
     info = VideoModelInfo.from_json(saved, folder / MODEL_INFO_FILE)
     return EDMDenoiser(load_pretrained(VideoDiT, folder, "video model"), info.schedule).eval()

@@ -19,11 +19,15 @@ class CameraModelConfig(SceneClipsConfig, LoopConfig):
     steps: int = option(1500, "total optimiser steps", min=1)
     batch_size: int = option(16, "global batch size (split across processes)", min=1)
     lr: float = option(1e-3, "peak learning rate (Adam)", above=0)
-    base: str = option("runs/train/video", "trained video model (run folder or its model/) to add cameras to")
-    variant: str = option("controlnet", "controlnet: VD3D branch, base frozen; concat: Plücker concatenated to "
-                          "the input, whole model fine-tuned", choices=("controlnet", "concat"))
-    branch_hidden: int = option(96, "width of the ControlNet branch", min=1)
-    branch_depth: int = option(2, "blocks of the ControlNet branch (= base blocks it feeds)", min=1)
+    base: str = option("pretrained", "video model to add cameras to: 'pretrained' (the video base shipped with "
+                       "genlab) or a run folder of `genlab train video` (or its model/)")
+    variant: str = option("controlnet", "controlnet: VD3D branch, base frozen; encoder: CameraCtrl-style camera "
+                          "encoder added inside the frozen base's blocks; concat: MotionCtrl-style, Plücker "
+                          "concatenated to the input, whole model fine-tuned; none: whole model fine-tuned without "
+                          "any camera (a control)", choices=("controlnet", "encoder", "concat", "none"))
+    branch_hidden: int = option(96, "width of the ControlNet branch or camera encoder", min=1)
+    branch_depth: int = option(2, "blocks of the ControlNet branch (= base blocks it feeds; the encoder feeds them "
+                               "all)", min=1)
     window_start: float = option(0.0, "the branch runs for diffusion times in [window-start, window-end] "
                                  "(0 = clean, 1 = pure noise)", min=0, max=1)
     window_end: float = option(1.0, "end of the branch's activity window", min=0, max=1)

@@ -3,9 +3,12 @@
 * :class:`ControlNetCameraDenoiser`: VD3D, a frozen base denoiser steered by a
   :class:`~genlab.camera.controlnet.CameraControlNet` (optionally only inside a window of
   diffusion times).
-* :class:`ConcatCameraDenoiser`: the naive baseline, the Plücker frames concatenated to the input
-  of a video DiT whose weights are all fine-tuned (initialised from the base, new input weights 0).
-* :class:`CameraBlindDenoiser`: the base model, which ignores the camera (the reference row).
+* :class:`EncoderCameraDenoiser`: the CameraCtrl-style baseline, a frozen base plus a camera encoder
+  (:class:`~genlab.camera.controlnet.CameraEncoder`) whose features are added inside its blocks.
+* :class:`ConcatCameraDenoiser`: the MotionCtrl-style baseline, the Plücker frames concatenated to the
+  input of a video DiT whose weights are all fine-tuned (initialised from the base, new input weights 0).
+* :class:`CameraBlindDenoiser`: the base model, which ignores the camera (the reference row; trained
+  with all weights free it is the control "fine-tuned without any camera").
 
 ``x [B, T, C, H, W]``, ``sigma [B]``, ``plucker [B, T, 6, H, W]`` from
 :func:`~genlab.camera.plucker.plucker_embedding` at the model's input resolution.
@@ -33,7 +36,7 @@ from genlab.base.video_model import (
     save_video_model,
 )
 from genlab.camera.cogvideox import CogVideoXDenoiser
-from genlab.camera.controlnet import PLUCKER_CHANNELS, CameraControlNet, camera_control, taps_for
+from genlab.camera.controlnet import PLUCKER_CHANNELS, CameraControlNet, CameraEncoder, camera_control, taps_for
 from genlab.core.checkpoint import json_field
 from genlab.core.denoiser import EDMDenoiser
 from genlab.core.loading import load_pretrained
@@ -42,7 +45,8 @@ from genlab.core.nets.control import FrozenBase
 from genlab.core.nets.video_dit import first_frame_condition
 from genlab.errors import GenlabError
 
-VARIANTS = ("controlnet", "concat", "none")
+VARIANTS = ("controlnet", "encoder", "concat", "none")
+BRANCHES = {"controlnet": CameraControlNet, "encoder": CameraEncoder}  # the branch class of each frozen-base variant
 
 
 class CameraBlindDenoiser(nn.Module):
@@ -79,7 +83,8 @@ class ControlNetCameraDenoiser(FrozenBase, CameraBlindDenoiser):
         base: a denoiser over a supported backbone: an :class:`EDMDenoiser` of a genlab ``VideoDiT``,
             or a :class:`~genlab.core.denoiser.DiffusersDenoiser` of a CogVideoX transformer (a
             :class:`~genlab.camera.cogvideox.CogVideoXDenoiser` to be saved).
-        controlnet: the camera branch, sized for the backbone (:meth:`CameraControlNet.for_backbone`).
+        controlnet: the camera branch, sized for the backbone (:meth:`CameraControlNet.for_backbone`), or any
+            module called the same way (``(base_tokens, plucker, emb) -> residuals``, with ``blocks``).
         window: ``(start, end)`` diffusion times in ``[0, 1]`` (0 = clean, 1 = pure noise, as
             ``base.time_fraction``) where the branch runs; elsewhere the base runs alone.
     """
@@ -105,6 +110,13 @@ class ControlNetCameraDenoiser(FrozenBase, CameraBlindDenoiser):
             raise GenlabError("this camera model needs plucker [B, T, 6, H, W] (the requested cameras)")
         with camera_control(self.taps, self.controlnet, plucker, self.active(sigma).to(x.device)):
             return self.base(x, sigma, **cond)
+
+
+class EncoderCameraDenoiser(ControlNetCameraDenoiser):
+    """The CameraCtrl-style baseline: ``base`` (frozen) steered by a :class:`~genlab.camera.controlnet.CameraEncoder`
+    that sees only the cameras."""
+
+    variant = "encoder"
 
 
 class ConcatCameraDenoiser(EDMDenoiser):
@@ -201,7 +213,7 @@ def save_camera_model(denoiser: nn.Module, folder: Path | str) -> None:
                           "as a reference to its local CogVideoX folder, so load it with "
                           "genlab.camera.cogvideox.CogVideoXDenoiser.from_folder(FOLDER)")
     if isinstance(denoiser, ControlNetCameraDenoiser):
-        denoiser.controlnet.save_pretrained(folder / "controlnet")
+        denoiser.controlnet.save_pretrained(folder / denoiser.variant)
         window = tuple(denoiser.window)
     CameraModelInfo(denoiser.variant, cogvideox, window).save(folder)
 
@@ -220,8 +232,9 @@ def load_camera_model(path: Path | str) -> nn.Module:
         base = load_video_model(folder / "base")
     if info.variant == "none":
         return CameraBlindDenoiser(base).eval()
-    controlnet = load_pretrained(CameraControlNet, folder / "controlnet", "camera branch")
-    return ControlNetCameraDenoiser(base, controlnet, info.window).eval()
+    branch = load_pretrained(BRANCHES[info.variant], folder / info.variant, f"camera {info.variant}")
+    wrapper = EncoderCameraDenoiser if info.variant == "encoder" else ControlNetCameraDenoiser
+    return wrapper(base, branch, info.window).eval()
 
 
 def trainable_parameters(denoiser: nn.Module) -> int:

@@ -1,9 +1,12 @@
 """``genlab train camera``: add a camera input to a trained video model.
 
 ``--variant controlnet`` (VD3D) trains only a camera branch on top of the frozen base;
-``--variant concat`` (the naive baseline) fine-tunes a copy of the whole base with the Plücker
-frames concatenated to its input. Both train with the EDM loss on scene clips whose cameras are
-known, and export ``<run_dir>/model`` (see :mod:`genlab.camera.model`).
+``--variant encoder`` (CameraCtrl-style) trains only a camera encoder whose features are added
+inside the frozen base's blocks; ``--variant concat`` (MotionCtrl-style) fine-tunes a copy of the
+whole base with the Plücker frames concatenated to its input; ``--variant none`` fine-tunes a copy
+of the whole base without any camera (the control that separates "kept training" from
+"followed the camera"). All train with the EDM loss on scene clips whose cameras are known and
+export ``<run_dir>/model`` (see :mod:`genlab.camera.model`).
 """
 
 from __future__ import annotations
@@ -16,10 +19,13 @@ from torch import Tensor, nn
 
 from genlab.base.video_model import load_video_model, scene_clips
 from genlab.camera.config import CameraModelConfig
-from genlab.camera.controlnet import CameraControlNet
+from genlab.camera.controlnet import CameraControlNet, CameraEncoder
 from genlab.camera.model import (
+    VARIANTS,
+    CameraBlindDenoiser,
     ConcatCameraDenoiser,
     ControlNetCameraDenoiser,
+    EncoderCameraDenoiser,
     save_camera_model,
 )
 from genlab.camera.plucker import plucker_embedding
@@ -34,11 +40,16 @@ def build_camera_denoiser(config: CameraModelConfig, base=None) -> nn.Module:
     torch.manual_seed(config.seed)
     if config.variant == "concat":
         return ConcatCameraDenoiser.from_base(base)
+    if config.variant == "none":
+        return CameraBlindDenoiser(base)  # every weight of the base trains
+    window = (config.window_start, config.window_end)
+    if config.variant == "encoder":
+        return EncoderCameraDenoiser(base, CameraEncoder.for_backbone(base.net, config.branch_hidden), window)
     if config.variant != "controlnet":
-        raise GenlabError(f"--variant must be controlnet or concat, got {config.variant!r}")
+        raise GenlabError(f"--variant must be one of {', '.join(VARIANTS)}, got {config.variant!r}")
     branch = CameraControlNet.for_backbone(base.net, hidden_size=config.branch_hidden, depth=config.branch_depth,
                                            num_heads=base.net.config.num_heads)
-    return ControlNetCameraDenoiser(base, branch, (config.window_start, config.window_end))
+    return ControlNetCameraDenoiser(base, branch, window)
 
 
 def clip_plucker(camera_to_world: Tensor, intrinsics: Tensor, resolution: int) -> Tensor:

@@ -42,8 +42,11 @@ def train_camera_command(**values) -> None:
     --variant controlnet: a small trainable branch reads the Plücker embedding of each frame's camera
     (relative to frame 0) and adds its output, through zero-initialised projections, to the hidden
     states of the frozen base's first --branch-depth blocks; it runs only for diffusion times in
-    [--window-start, --window-end]. --variant concat: the naive baseline, Plücker frames
-    concatenated to the input and the whole model fine-tuned. The model goes to <run-dir>/model.
+    [--window-start, --window-end]. --variant encoder (CameraCtrl-style): a camera encoder that sees
+    only the Plücker frames adds its features inside every block of the frozen base. --variant concat
+    (MotionCtrl-style): Plücker frames concatenated to the input and the whole model fine-tuned.
+    --variant none: the whole model fine-tuned without any camera (a control). The model goes to
+    <run-dir>/model.
     """
     from genlab.camera.training import train_camera_model
 

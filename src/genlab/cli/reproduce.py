@@ -56,15 +56,17 @@ REPRODUCTIONS = (
     and G_stack at a 3x longer budget (about 50 minutes with 2 workers).
     Finished runs in --out are reused.
     """),
-    Reproduction("camera", "300 clips at 16×16, short training (about 1 minute on 2 idle cores; the full preset, "
-                 "3,000 clips at 32×32, about an hour on 2 shared cores)",
-                 "results and trajectories video in {out}", help="""
-    VD3D (Bahmani et al. 2024) at small scale: a base video DiT (first frame in, no camera) vs
-    the VD3D ControlNet on Plücker frames (base frozen) vs the naive baseline (Plücker concatenated
-    to the input, whole model fine-tuned), on held-out procedural scenes under orbit, pan, tilt,
-    dolly and random paths. Scores: rotation and translation error of the cameras a pose estimator
-    reads off the generated clips, PSNR against the true rendering, FD of frames, trainable
-    parameters and training time per step. Writes results.json, report.md and trajectories.gif/.mp4;
+    Reproduction("camera", "one seed, 30 steps per arm, 4 scenes (about 2 minutes on 2 cores; the full preset, "
+                 "3 seeds and 48 scenes, about 90 minutes)", "results and trajectories video in {out}", help="""
+    VD3D (Bahmani et al. 2024) at small scale, from genlab's pretrained video base: the VD3D
+    ControlNet on Plücker frames (base frozen) vs a CameraCtrl-style camera encoder (features added
+    inside the frozen base) vs a MotionCtrl-style model (Plücker concatenated to the input, every
+    weight fine-tuned) vs the base fine-tuned without any camera, same steps and data, 3 seeds; on
+    held-out procedural scenes under orbit, pan, tilt, dolly and random paths (odd scenes reversed).
+    Scores: rotation and translation error of the cameras the shipped pose estimator reads off the
+    generated clips, trajectory discrimination, PSNR against the true rendering, frame and clip FD
+    in genlab's video feature net beside the true-vs-true floor, trainable parameters, training
+    time per step and optimiser memory. Writes results.json, report.md and trajectories.gif/.mp4;
     finished stages in --out are reused.
     """),
     Reproduction("worldmodel", "100 episodes, short training, 4 control episodes (about 2.5 minutes on 2 cores; "

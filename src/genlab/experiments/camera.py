@@ -1,19 +1,25 @@
-"""``genlab reproduce camera``: VD3D's camera ControlNet at small scale on procedural 3-D scenes.
+"""``genlab reproduce camera``: VD3D's claim at small scale, from genlab's pretrained video base.
 
 Steps (each cached in ``out``, so a stopped run resumes):
 
-1. A pose estimator trained on rendered ground truth (the camera-following metric), and a base
-   video DiT trained on clips of random scenes under random camera paths, conditioned on the first
-   frame but given no camera: it must guess the motion. These two run side by side.
-2. Two ways to add the camera, side by side from the same base: VD3D's ControlNet (a small branch
-   on Plücker frames, base frozen) and the naive baseline (Plücker frames concatenated to the input,
-   whole model fine-tuned); trainable parameters and training time per step are recorded.
-3. Held-out scenes under each named trajectory: every model generates the clip from the true
-   first frame (same noise for all); the estimator reads the cameras off the generated frames
-   and they are compared with the requested ones (rotation error in degrees, translation error in
-   scene units). Because the renderer can draw the requested clip exactly, PSNR against it is
-   measured too, plus FD of the frames in the feature space of genlab's shapes classifier.
-4. ``results.json``, ``report.md`` and a GIF/MP4 of one scene under every trajectory.
+1. Four ways of training on top of the same base (genlab's shipped video base unless the preset
+   names another), on the same clips with the same steps, batch and learning rate, one run per
+   seed: the **VD3D ControlNet** (a branch on Plücker frames, base frozen), a **CameraCtrl-style**
+   camera encoder (features added inside the frozen base's blocks), a **MotionCtrl-style** model
+   (Plücker frames concatenated to the input, every weight fine-tuned), and the **control**: every
+   weight fine-tuned without any camera. Trainable parameters, training time per step and the
+   memory of gradients plus Adam state are recorded.
+2. Held-out scenes each request every trajectory type, even scenes in its default direction and
+   odd scenes reversed. Every model generates the clips from the true first frames (seed ``s``
+   draws the same noise for every model); so do the camera-blind base and two references: the
+   true clip, and a clip that does not move. The shipped pose estimator (trained with generator
+   artefacts) reads the cameras off each clip: rotation and translation error against the
+   requested cameras, and trajectory discrimination (is the motion nearest the requested path
+   among every type, both directions and a still camera). PSNR against the true rendering, and
+   frame FD and clip FD in genlab's video feature net against the true clips, beside the
+   true-vs-true floor (other held-out scenes under the same requests).
+3. ``results.json`` (per seed and mean ± std, and whether each goal of the issue is met),
+   ``report.md`` and a GIF/MP4 grid (rows: trajectories; columns: true | base | each arm).
 """
 
 from __future__ import annotations
@@ -24,227 +30,293 @@ from pathlib import Path
 
 import torch
 
-from genlab.base.video_model import VideoModelConfig, generate_videos, load_video_model, train_video_model
-from genlab.camera.model import (
-    CameraBlindDenoiser,
-    load_camera_model,
-    save_camera_model,
-    trainable_parameters,
-)
+from genlab.base.video_model import PRETRAINED_VIDEO_DIR, generate_videos, load_video_model
+from genlab.camera.model import CameraBlindDenoiser, load_camera_model, save_camera_model, trainable_parameters
 from genlab.camera.training import CameraModelConfig, clip_plucker, train_camera_model
 from genlab.core.images import save_video, video_grid
-from genlab.data import CameraVideoDataset, default_intrinsics, random_scenes, render
-from genlab.data.trajectories import TRAJECTORIES, make_trajectory
+from genlab.data import default_intrinsics, random_scenes, render
+from genlab.data.trajectories import DEFAULT_STRENGTH, TRAJECTORIES, make_trajectory, trajectory_candidates
 from genlab.experiments.parallel import map_in_processes
-from genlab.experiments.reporting import FrameFeatures, cells, seconds_per_step, table, timed_record
-from genlab.metrics import (
-    PoseEstimator,
-    camera_errors,
-    frechet_distance,
-    psnr,
-    train_pose_estimator,
-)
+from genlab.experiments.reporting import seconds_per_step, stat, stat_text, table, timed_record
+from genlab.metrics import camera_errors, psnr, trajectory_discrimination
+from genlab.metrics.camera_error import POSE_ESTIMATOR_DIR, PoseEstimator, load_pose_estimator
+from genlab.metrics.video_features import video_fd
 
-PAPER = ("Bahmani et al. 2024 (VD3D): on a large video transformer (SnapVideo), a ControlNet-like branch on "
-         "Plücker embeddings, base frozen, follows requested cameras far better than MotionCtrl- and "
+PAPER = ("Bahmani et al. 2024 (VD3D): on a large pretrained video transformer (SnapVideo), a ControlNet-like "
+         "branch on Plücker embeddings, base frozen, follows requested cameras far better than MotionCtrl- and "
          "CameraCtrl-style conditioning ported to the same model (lower rotation and translation error of "
          "ParticleSfM-estimated poses), at similar or better FID/FVD.")
 
-MODELS = ("base (no camera)", "ControlNet (VD3D)", "concat + full fine-tune")
-TEST_SEED = 1  # held-out scenes (training clips use data seed 0)
+ARMS = {  # trained arms: report name -> camera model variant
+    "VD3D ControlNet": "controlnet",
+    "CameraCtrl-style encoder": "encoder",
+    "MotionCtrl-style concat": "concat",
+    "fine-tuned, no camera": "none",
+}
+CAMERA_ARMS = ("VD3D ControlNet", "CameraCtrl-style encoder", "MotionCtrl-style concat")
+BASE = "camera-blind base"
+TRUTH, STILL = "ground truth", "still clip"
+TEST_SEED, FLOOR_SEED = 1, 2  # held-out scenes, and other held-out scenes for the FD floor (training: data seed 0)
+ADAM_FLOATS = 3  # a trainable parameter costs its gradient and Adam's two moments in training memory
 
 
 @dataclass(frozen=True)
 class CameraPreset:
+    """Settings of one run; ``base`` and ``estimator`` are folders, None for the ones shipped with genlab."""
+
     name: str
     clips: int
-    frames: int
-    resolution: int
-    size: str
-    base_steps: int
     camera_steps: int
     batch_size: int
     lr: float
     branch_hidden: int
     branch_depth: int
-    pose_clips: int
-    pose_steps: int
+    seeds: tuple[int, ...]
     eval_scenes: int
     sampler_steps: int
+    base: str | None = None
+    estimator: str | None = None
 
 
 PRESETS = {
-    "full": CameraPreset("full", clips=3000, frames=8, resolution=32, size="tiny", base_steps=2500,
-                         camera_steps=1500, batch_size=16, lr=1e-3, branch_hidden=96, branch_depth=2,
-                         pose_clips=3000, pose_steps=3000, eval_scenes=24, sampler_steps=18),
-    "quick": CameraPreset("quick", clips=300, frames=8, resolution=16, size="tiny", base_steps=250,
-                          camera_steps=150, batch_size=16, lr=1e-3, branch_hidden=64, branch_depth=2,
-                          pose_clips=300, pose_steps=300, eval_scenes=4, sampler_steps=10),
+    "full": CameraPreset("full", clips=3000, camera_steps=600, batch_size=16, lr=1e-3, branch_hidden=96,
+                         branch_depth=2, seeds=(0, 1, 2), eval_scenes=48, sampler_steps=10),
+    "quick": CameraPreset("quick", clips=200, camera_steps=30, batch_size=8, lr=1e-3, branch_hidden=64,
+                          branch_depth=2, seeds=(0,), eval_scenes=4, sampler_steps=4),
 }
 
 
-def train_base_job(out: Path, preset: CameraPreset) -> dict:
-    """The base video model (first frame in, no camera)."""
-    config = VideoModelConfig(clips=preset.clips, frames=preset.frames, resolution=preset.resolution,
-                              size=preset.size, steps=preset.base_steps, batch_size=preset.batch_size, lr=preset.lr,
-                              checkpoint_every=preset.base_steps, run_dir=str(out / "base"), progress=False,
-                              overwrite=True)  # a stage without its record starts afresh
-
-    def compute() -> dict:
-        result = train_video_model(config)
-        return {"steps": result.steps, "last_loss": result.last_loss, "seconds_per_step": seconds_per_step(out / "base")}
-
-    return timed_record(out / "base", compute)
+def base_folder(preset: CameraPreset) -> Path:
+    return Path(preset.base) if preset.base is not None else PRETRAINED_VIDEO_DIR
 
 
-def train_camera_job(out: Path, preset: CameraPreset, variant: str) -> dict:
-    """A camera model of ``variant`` (controlnet or concat) on top of the trained base."""
-    config = CameraModelConfig(base=str(out / "base"), variant=variant, clips=preset.clips,
+def estimator(preset: CameraPreset) -> PoseEstimator:
+    return load_pose_estimator(preset.estimator if preset.estimator is not None else POSE_ESTIMATOR_DIR)
+
+
+def run_folder(out: Path, variant: str, seed: int) -> Path:
+    return out / f"{variant}_seed{seed}"
+
+
+def train_arm(out: Path, preset: CameraPreset, variant: str, seed: int) -> dict:
+    """One trained arm and seed: training record (steps, loss, s/step, trainable parameters, memory)."""
+    folder = run_folder(out, variant, seed)
+    config = CameraModelConfig(base=str(base_folder(preset)), variant=variant, clips=preset.clips, seed=seed,
                                branch_hidden=preset.branch_hidden, branch_depth=preset.branch_depth,
                                steps=preset.camera_steps, batch_size=preset.batch_size, lr=preset.lr,
-                               checkpoint_every=preset.camera_steps, run_dir=str(out / variant), progress=False,
-                               overwrite=True)
+                               checkpoint_every=preset.camera_steps, run_dir=str(folder), progress=False,
+                               overwrite=True)  # a stage without its record starts afresh
 
     def compute() -> dict:
         result = train_camera_model(config)
-        return {"steps": result.steps, "last_loss": result.last_loss, "seconds_per_step": seconds_per_step(out / variant),
-                "trainable_parameters": trainable_parameters(load_camera_model(out / variant).train())}
+        trainable = trainable_parameters(load_camera_model(folder).train())
+        return {"steps": result.steps, "last_loss": result.last_loss, "seconds_per_step": seconds_per_step(folder),
+                "trainable_parameters": trainable, "optimiser_memory_mb": trainable * 4 * ADAM_FLOATS / 2**20}
 
-    return timed_record(out / variant, compute)
-
-
-def train_estimator_job(out: Path, preset: CameraPreset) -> dict:
-    """The pose estimator, on ground-truth clips of the training scenes."""
-    def compute() -> dict:
-        data = CameraVideoDataset(preset.pose_clips, preset.frames, preset.resolution, seed=0)
-        estimator = train_pose_estimator(data.videos, data.camera_to_world, steps=preset.pose_steps)
-        estimator.save_pretrained(out / "pose_estimator")
-        return {"clips": preset.pose_clips, "steps": preset.pose_steps}
-
-    return timed_record(out / "pose_estimator", compute)
+    return timed_record(folder, compute)
 
 
-def _train_job(out: Path, preset: CameraPreset, job: str) -> dict:
-    if job == "base":
-        return train_base_job(out, preset)
-    if job == "estimator":
-        return train_estimator_job(out, preset)
-    return train_camera_job(out, preset, job)
-
-
-def requested_clips(preset: CameraPreset) -> dict[str, dict[str, torch.Tensor]]:
-    """For each named trajectory: its poses, the held-out scenes' true clips, and their Plücker frames."""
-    scenes = random_scenes(preset.eval_scenes, seed=TEST_SEED)
-    intrinsics = default_intrinsics(preset.resolution).expand(preset.eval_scenes, preset.frames, 3, 3)
-    clips = {}
+def requests(preset: CameraPreset, frames: int, resolution: int, seed: int = TEST_SEED) -> dict[str, dict]:
+    """For each trajectory type: the held-out scenes' requested poses (even scenes forward, odd reversed), their
+    true clips, Plücker frames and the requested candidate indices of :func:`trajectory_candidates`."""
+    names, _ = trajectory_candidates(frames)
+    scenes = random_scenes(preset.eval_scenes, seed=seed)
+    intrinsics = default_intrinsics(resolution).expand(preset.eval_scenes, frames, 3, 3)
+    reversed_scene = torch.arange(preset.eval_scenes) % 2 == 1
+    out = {}
     for name in TRAJECTORIES:
-        poses = make_trajectory(name, preset.frames).expand(preset.eval_scenes, -1, -1, -1)
-        clips[name] = {"poses": poses, "video": render(scenes, poses, intrinsics, preset.resolution),
-                       "plucker": clip_plucker(poses, intrinsics, preset.resolution)}
-    return clips
+        forward, backward = (make_trajectory(name, frames, strength=DEFAULT_STRENGTH[name] * sign) for sign in (1, -1))
+        poses = torch.where(reversed_scene[:, None, None, None], backward, forward)
+        out[name] = {"poses": poses, "video": render(scenes, poses, intrinsics, resolution),
+                     "plucker": clip_plucker(poses, intrinsics, resolution),
+                     "requested": torch.tensor([names.index(("-" if r else "") + name) for r in reversed_scene])}
+    return out
 
 
-def evaluate(out: Path, preset: CameraPreset) -> dict:
-    """Camera errors, PSNR against the true clip and FD for every model and trajectory."""
-    clips = requested_clips(preset)
-    estimator = PoseEstimator.from_pretrained(out / "pose_estimator").eval()
-    frame_features = FrameFeatures()
-    true_videos = torch.cat([c["video"] for c in clips.values()])
-    results = {"ground truth": _scores(estimator, clips, {n: c["video"] for n, c in clips.items()})}
-    results["no camera motion"] = _scores(estimator, clips, {n: c["video"][:, :1].expand_as(c["video"])
-                                                            for n, c in clips.items()})
-    generated_for_gif = {}
-    for name, folder in zip(MODELS, ("base", "controlnet", "concat"), strict=True):
-        model = load_camera_model(out / folder if folder != "base" else _blind_model_folder(out))
-        generated = {}
-        for trajectory, clip in clips.items():
-            first = clip["video"][:, 0]
-            generated[trajectory] = generate_videos(model, tuple(clip["video"].shape), steps=preset.sampler_steps,
-                                                    seed=0, plucker=clip["plucker"],
-                                                    **model.first_frame_kwargs(first))
-        results[name] = _scores(estimator, clips, generated)
-        results[name]["fd"] = frechet_distance(frame_features(true_videos),
-                                               frame_features(torch.cat(list(generated.values()))))
-        generated_for_gif[name] = {t: v[0] for t, v in generated.items()}
-    torch.save(generated_for_gif, out / "example_clips.pt")
-    return results
-
-
-def _blind_model_folder(out: Path) -> Path:
-    """The base model wrapped as a camera model that ignores the camera (written once)."""
-    folder = out / "base_camera_blind"
-    if not (folder / "genlab.json").exists():
-        save_camera_model(CameraBlindDenoiser(load_video_model(out / "base")), folder)
-    return folder
-
-
-def _scores(estimator: PoseEstimator, clips: dict, videos: dict[str, torch.Tensor]) -> dict:
-    """Camera errors (mean over scenes, per trajectory and overall) and PSNR against the true clips."""
-    per_trajectory = {}
-    for trajectory, clip in clips.items():
-        estimated = estimator.estimate(videos[trajectory])
+def scores(clips: dict[str, dict], videos: dict[str, torch.Tensor], pose_estimator: PoseEstimator,
+           fd: bool = True) -> dict:
+    """Camera errors and discrimination (per trajectory and overall), PSNR and (with ``fd``) frame / clip FD of
+    ``videos`` against the true clips."""
+    _, candidates = trajectory_candidates(next(iter(videos.values())).shape[1])
+    per_trajectory, later = {}, slice(1, None)  # frame 0 is given
+    for name, clip in clips.items():
+        estimated = pose_estimator.estimate(videos[name])
         errors = camera_errors(estimated, clip["poses"])
-        later = slice(1, None)  # frame 0 is given
-        per_trajectory[trajectory] = {
+        per_trajectory[name] = {
             "rotation_deg": float(errors["rotation_deg"].mean()),
             "translation": float(errors["translation"].mean()),
-            "psnr": float(psnr(videos[trajectory][:, later].flatten(0, 1), clip["video"][:, later].flatten(0, 1)).mean()),
+            "discrimination": float(trajectory_discrimination(estimated, clip["requested"], candidates).float().mean()),
+            "psnr": float(psnr(videos[name][:, later].flatten(0, 1), clip["video"][:, later].flatten(0, 1)).mean()),
         }
     overall = {key: sum(r[key] for r in per_trajectory.values()) / len(per_trajectory)
-               for key in ("rotation_deg", "translation", "psnr")}
+               for key in ("rotation_deg", "translation", "discrimination", "psnr")}
+    if fd:
+        true = torch.cat([c["video"] for c in clips.values()])
+        overall.update(video_fd(true, torch.cat([videos[name] for name in clips])))
     return {**overall, "per_trajectory": per_trajectory}
 
 
-def example_video(out: Path, preset: CameraPreset) -> None:
-    """One held-out scene under every trajectory: rows = trajectories; columns = true | base | ControlNet | concat."""
-    clips = requested_clips(preset)
-    generated = torch.load(out / "example_clips.pt", weights_only=True)
+def evaluate_model(out: Path, preset: CameraPreset, name: str, seed: int) -> dict:
+    """Generate every request with model ``name`` (noise seed ``seed``) and score the clips; keep one scene's clips."""
+    model = load_camera_model(_model_folder(out, preset, name, seed))
+    net = model.backbone.config
+    clips = requests(preset, net.frames, net.resolution)
+    generated = {}
+    for trajectory, clip in clips.items():
+        generated[trajectory] = generate_videos(model, tuple(clip["video"].shape), steps=preset.sampler_steps, seed=seed,
+                                                plucker=clip["plucker"], **model.first_frame_kwargs(clip["video"][:, 0]))
+    examples = out / "examples"
+    examples.mkdir(exist_ok=True)
+    torch.save({t: v[0].clone() for t, v in generated.items()}, examples / f"{ARMS.get(name, 'base')}_seed{seed}.pt")
+    return scores(clips, generated, estimator(preset))
+
+
+def _model_folder(out: Path, preset: CameraPreset, name: str, seed: int) -> Path:
+    if name in ARMS:
+        return run_folder(out, ARMS[name], seed)
+    folder = out / "base_camera_blind"  # the base wrapped as a camera model that ignores the camera (written once)
+    if not (folder / "genlab.json").exists():
+        save_camera_model(CameraBlindDenoiser(load_video_model(base_folder(preset))), folder)
+    return folder
+
+
+def _evaluation_job(out: Path, preset: CameraPreset, name: str, seed: int) -> dict:
+    folder = out / "evaluation"
+    folder.mkdir(exist_ok=True)
+    record = folder / f"{ARMS.get(name, 'base')}_seed{seed}.json"
+    if not record.exists():
+        record.write_text(json.dumps(evaluate_model(out, preset, name, seed), indent=2))
+    return json.loads(record.read_text())
+
+
+def references(preset: CameraPreset, frames: int, resolution: int) -> dict:
+    """The true clips and a still clip through the estimator, and the true-vs-true FD floor."""
+    clips = requests(preset, frames, resolution)
+    pose_estimator = estimator(preset)
+    truth = scores(clips, {n: c["video"] for n, c in clips.items()}, pose_estimator, fd=False)
+    still = scores(clips, {n: c["video"][:, :1].expand_as(c["video"]) for n, c in clips.items()}, pose_estimator)
+    others = requests(preset, frames, resolution, seed=FLOOR_SEED)
+    floor = video_fd(torch.cat([c["video"] for c in clips.values()]), torch.cat([c["video"] for c in others.values()]))
+    return {TRUTH: truth, STILL: still, "true-vs-true floor": floor}
+
+
+def summarise(per_seed: list[dict]) -> dict:
+    """Mean ± std over seeds of every overall score and per-trajectory score."""
+    keys = [k for k in per_seed[0] if k != "per_trajectory"]
+    summary = {key: stat([run[key] for run in per_seed]) for key in keys}
+    summary["per_trajectory"] = {
+        t: {key: stat([run["per_trajectory"][t][key] for run in per_seed]) for key in per_seed[0]["per_trajectory"][t]}
+        for t in per_seed[0]["per_trajectory"]}
+    summary["seeds"] = per_seed
+    return summary
+
+
+def goals(evaluation: dict) -> dict:
+    """The issue's goals, each with the numbers it compares."""
+    def mean(name: str, key: str) -> float:
+        value = evaluation[name][key]
+        return value["mean"] if isinstance(value, dict) else value
+
+    def interval(name: str, key: str) -> tuple[float, float]:
+        value = evaluation[name][key]
+        return value["mean"] - value["std"], value["mean"] + value["std"]
+
+    controlnet = mean("VD3D ControlNet", "rotation_deg")
+    others = [name for name in CAMERA_ARMS if name != "VD3D ControlNet"]
+    best_other = min(others, key=lambda name: mean(name, "rotation_deg"))
+    low, high = interval("VD3D ControlNet", "rotation_deg")
+    other_low, _ = interval(best_other, "rotation_deg")
+    return {
+        "rotation at most half of a still clip's": controlnet <= 0.5 * mean(STILL, "rotation_deg"),
+        "rotation at most half of the camera-blind base's": controlnet <= 0.5 * mean(BASE, "rotation_deg"),
+        "discrimination at least 90%": mean("VD3D ControlNet", "discrimination") >= 0.9,
+        "best camera arm by rotation, spread apart": high < other_low,
+        "best or tied camera arm by rotation": low <= interval(best_other, "rotation_deg")[1],
+        "clip FD within 10% of the base's": mean("VD3D ControlNet", "clip_fd") <= 1.1 * mean(BASE, "clip_fd"),
+    }
+
+
+def example_video(out: Path, preset: CameraPreset, frames: int, resolution: int) -> None:
+    """Scene 0 under every trajectory: rows = trajectories; columns = true | base | each arm (first seed)."""
+    clips = requests(preset, frames, resolution)
+    seed = preset.seeds[0]
+    columns = [torch.load(out / "examples" / f"{tag}_seed{seed}.pt", weights_only=True)
+               for tag in ("base", *ARMS.values())]
     rows = []
     for trajectory in TRAJECTORIES:
-        rows += [clips[trajectory]["video"][0]] + [generated[name][trajectory] for name in MODELS]
-    frames = video_grid(torch.stack(rows), columns=1 + len(MODELS), scale=max(1, 64 // preset.resolution))
+        rows += [clips[trajectory]["video"][0], *(column[trajectory] for column in columns)]
+    grid = video_grid(torch.stack(rows), columns=2 + len(ARMS), scale=max(1, 64 // resolution))
     for suffix in ("gif", "mp4"):
-        save_video(frames, out / f"trajectories.{suffix}", fps=4)
+        save_video(grid, out / f"trajectories.{suffix}", fps=4)
 
 
 def run(out: Path, preset: CameraPreset, workers: int = 2) -> dict:
     """The whole reproduction; returns (and writes) the results."""
     out.mkdir(parents=True, exist_ok=True)
-    first = map_in_processes(_train_job, [(out, preset, "estimator"), (out, preset, "base")], workers,
-                             desc="pose estimator and base model")
-    second = map_in_processes(_train_job, [(out, preset, "controlnet"), (out, preset, "concat")], workers,
-                              desc="ControlNet and concat baseline")
-    training = {"pose estimator": first[0], MODELS[0]: first[1], MODELS[1]: second[0], MODELS[2]: second[1]}
-    base_parameters = sum(p.numel() for p in load_camera_model(_blind_model_folder(out)).parameters())
-    training[MODELS[0]]["trainable_parameters"] = base_parameters
-    results = {"preset": asdict(preset), "paper": PAPER, "training": training, "evaluation": evaluate(out, preset)}
-    example_video(out, preset)
+    net = load_video_model(base_folder(preset)).net.config
+    jobs = [(out, preset, variant, seed) for seed in preset.seeds for variant in ARMS.values()]
+    records = map_in_processes(train_arm, jobs, workers, desc="camera arms × seeds")
+    training = {name: [r for (_, _, variant, _), r in zip(jobs, records, strict=True) if variant == ARMS[name]]
+                for name in ARMS}
+    base_parameters = sum(p.numel() for p in load_video_model(base_folder(preset)).parameters())
+    models = [(out, preset, name, seed) for seed in preset.seeds for name in (BASE, *ARMS)]
+    scored = map_in_processes(_evaluation_job, models, workers, desc="generate and score")
+    evaluation = references(preset, net.frames, net.resolution)
+    for name in (BASE, *ARMS):
+        evaluation[name] = summarise([s for (_, _, model, _), s in zip(models, scored, strict=True) if model == name])
+    results = {"preset": asdict(preset), "paper": PAPER, "frames": net.frames, "resolution": net.resolution,
+               "base_parameters": base_parameters, "training": training, "evaluation": evaluation,
+               "goals": goals(evaluation)}
+    example_video(out, preset, net.frames, net.resolution)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "report.md").write_text(report(results))
     return results
 
 
 def report(results: dict) -> str:
-    """A Markdown report of :func:`run`'s results."""
+    """A Markdown report of :func:`run`'s results (mean ± std over seeds)."""
     preset, training, evaluation = results["preset"], results["training"], results["evaluation"]
+    seeds = len(preset["seeds"])
     lines = [
         f"# VD3D camera control, preset {preset['name']}",
         "",
-        f"{preset['clips']} training clips of {preset['frames']} frames at {preset['resolution']}×{preset['resolution']}; "
-        f"base {preset['base_steps']} steps, camera models {preset['camera_steps']} steps (batch {preset['batch_size']}); "
-        f"{preset['eval_scenes']} held-out scenes × {len(TRAJECTORIES)} trajectories, Heun {preset['sampler_steps']} levels.",
+        f"Base: {'genlab’s pretrained video base' if preset['base'] is None else preset['base']} "
+        f"({results['base_parameters'] / 1e6:.2f} M parameters, {results['frames']} frames at "
+        f"{results['resolution']}×{results['resolution']}). Each arm: {preset['camera_steps']} steps, batch "
+        f"{preset['batch_size']}, lr {preset['lr']}, {preset['clips']} training clips; {seeds} seed(s). "
+        f"{preset['eval_scenes']} held-out scenes × {len(TRAJECTORIES)} trajectories (odd scenes reversed), Heun "
+        f"{preset['sampler_steps']} levels. Mean ± std over seeds.",
         "",
     ]
-    errors = (("rotation_deg", ".2f"), ("translation", ".3f"))
-    estimator = [[f"{name} (estimator)", "–", "–", *cells(evaluation[name], errors), psnr, "–"]
-                 for name, psnr in (("ground truth", "∞"), ("no camera motion", f"{evaluation['no camera motion']['psnr']:.2f}"))]
-    models = [[name, f"{training[name]['trainable_parameters'] / 1e6:.2f} M", f"{training[name]['seconds_per_step']:.3f}",
-               *cells(evaluation[name], (*errors, ("psnr", ".2f"), ("fd", ".2f")))] for name in MODELS]
-    lines += table(["model", "trainable params", "training s/step", "rotation error (°)", "translation error",
-                    "PSNR vs true clip", "FD"], estimator + models)
-    lines += ["", "Rotation error (°) per trajectory:", "",
-              *table(["model", *TRAJECTORIES],
-                     ([name, *(f"{evaluation[name]['per_trajectory'][t]['rotation_deg']:.2f}" for t in TRAJECTORIES)]
-                      for name in ("ground truth", "no camera motion", *MODELS)))]
+
+    def score(name: str, key: str, digits: int) -> str:
+        value = evaluation[name].get(key)
+        if value is None:
+            return "–"
+        return stat_text(value, digits) if isinstance(value, dict) else f"{value:.{digits}f}"
+
+    def trained(name: str, key: str, digits: int) -> str:
+        return stat_text(stat([r[key] for r in training[name]]), digits) if name in training else "–"
+
+    rows = []
+    for name in (TRUTH, STILL, BASE, *ARMS):
+        params = (f"{stat([r['trainable_parameters'] for r in training[name]])['mean'] / 1e6:.2f} M"
+                  if name in training else "–")
+        rows.append([name, params, trained(name, "seconds_per_step", 3), trained(name, "optimiser_memory_mb", 1),
+                     score(name, "rotation_deg", 2), score(name, "translation", 3), score(name, "discrimination", 2),
+                     score(name, "psnr", 2), score(name, "frame_fd", 2), score(name, "clip_fd", 2)])
+    floor = evaluation["true-vs-true floor"]
+    rows.append(["true-vs-true floor (other scenes)", "–", "–", "–", "–", "–", "–", "–", f"{floor['frame_fd']:.2f}",
+                 f"{floor['clip_fd']:.2f}"])
+    lines += table(["model", "trainable params", "training s/step", "grads + Adam (MB)", "rotation error (°)",
+                    "translation error", "discrimination", "PSNR vs true clip", "frame FD", "clip FD"], rows)
+    for key, title, digits in (("rotation_deg", "Rotation error (°)", 2), ("translation", "Translation error", 3),
+                               ("discrimination", "Discrimination accuracy", 2)):
+        per = [[name, *(stat_text(evaluation[name]["per_trajectory"][t][key], digits)
+                        if isinstance(evaluation[name]["per_trajectory"][t][key], dict)
+                        else f"{evaluation[name]['per_trajectory'][t][key]:.{digits}f}" for t in TRAJECTORIES)]
+               for name in (TRUTH, STILL, BASE, *ARMS)]
+        lines += ["", f"{title} per requested trajectory:", "", *table(["model", *TRAJECTORIES], per)]
+    lines += ["", "Goals:", "", *(f"- {goal}: {'yes' if met else 'no'}" for goal, met in results["goals"].items())]
     lines += ["", f"Paper: {results['paper']}", ""]
     return "\n".join(lines)

@@ -14,6 +14,7 @@ are geodesic angles in degrees, translation errors Euclidean distances in scene 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 from diffusers import ConfigMixin, ModelMixin
@@ -21,10 +22,13 @@ from diffusers.configuration_utils import register_to_config
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from genlab.core.loading import load_pretrained
 from genlab.core.nets.embeddings import check_config
+from genlab.metrics.artefacts import Artefacts, generator_artefacts
 from genlab.data.trajectories import relative_to_first
 from genlab.errors import GenlabError
 
+POSE_ESTIMATOR_DIR = Path(__file__).resolve().parent / "weights" / "pose"  # scripts/train_pose_estimator.py
 TRANSLATION_WEIGHT = 1.0  # weight of the squared translation error (scene units²) in the training loss
 ESTIMATE_BATCH = 512  # frame pairs per forward pass in PoseEstimator.estimate
 DEGREES_PER_UNIT = math.degrees(1 / 4.0)  # angle a unit of translation subtends from the scenes' camera distance 4
@@ -184,6 +188,11 @@ class PoseEstimator(ModelMixin, ConfigMixin):
             raise GenlabError(f"the pose estimator expects float {what} with 3×{r}×{r} frames, got {shape}")
 
 
+def load_pose_estimator(folder: Path | str = POSE_ESTIMATOR_DIR) -> PoseEstimator:
+    """The shipped pose estimator (trained with generator artefacts), or one saved in ``folder``; eval mode."""
+    return load_pretrained(PoseEstimator, folder, "pose estimator").eval()
+
+
 def _as_float_frames(frames: Tensor) -> Tensor:
     """Frames as float32 in ``[-1, 1]``: uint8 (0..255) is rescaled, floats are taken as they are."""
     if frames.dtype == torch.uint8:
@@ -210,14 +219,17 @@ def pose_loss(rotation: Tensor, translation: Tensor, target: Tensor) -> Tensor:
 
 
 def train_pose_estimator(videos: Tensor, camera_to_world: Tensor, steps: int = 2000, batch_size: int = 64,
-                         lr: float = 1e-3, seed: int = 0, progress: bool = False) -> PoseEstimator:
+                         lr: float = 1e-3, seed: int = 0, progress: bool = False,
+                         artefacts: Artefacts | None = None) -> PoseEstimator:
     """Train a :class:`PoseEstimator` on clips with known cameras; returns it in eval mode.
 
     ``videos [N, T, 3, H, H]`` are float in ``[-1, 1]`` or uint8 in 0..255 (rescaled per batch, which
     keeps large sets small in memory); ``camera_to_world [N, T, 4, 4]`` are their cameras. Each step
     draws ``batch_size`` random (clip, frame t) pairs, t = 0 included, and regresses the pose of
     frame t relative to frame 0 (:func:`pose_loss`) with Adam and a cosine learning-rate decay from
-    ``lr`` to 0. The initial weights and the pairs depend on ``seed`` only.
+    ``lr`` to 0. The initial weights and the pairs depend on ``seed`` only. With ``artefacts``, both
+    frames of every pair are degraded by :func:`~genlab.metrics.artefacts.generator_artefacts` (fresh
+    amounts per frame), so that the estimator also reads generated-looking frames.
     """
     _check_training_data(videos, camera_to_world)
     check_config(steps >= 1 and batch_size >= 1, f"steps and batch_size must be >= 1, got {steps}, {batch_size}")
@@ -232,7 +244,10 @@ def train_pose_estimator(videos: Tensor, camera_to_world: Tensor, steps: int = 2
     for _ in tqdm(range(steps), desc="pose estimator", disable=not progress, leave=False):
         clips = torch.randint(n, (batch_size,), generator=generator)
         frames = torch.randint(t, (batch_size,), generator=generator)
-        rotation, translation = model(_as_float_frames(videos[clips, 0]), _as_float_frames(videos[clips, frames]))
+        first, other = _as_float_frames(videos[clips, 0]), _as_float_frames(videos[clips, frames])
+        if artefacts is not None:
+            first, other = (generator_artefacts(f, generator, artefacts) for f in (first, other))
+        rotation, translation = model(first, other)
         loss = pose_loss(rotation, translation, targets[clips, frames])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
