@@ -268,3 +268,19 @@ def test_discrimination_refuses_mismatched_shapes_and_indices():
         trajectory_discrimination(candidates[:2], torch.tensor([0.0, 1.0]), candidates)
     with pytest.raises(GenlabError, match="candidates must be"):
         trajectory_discrimination(candidates[:2], torch.tensor([0, 1]), candidates[:, :4])
+
+
+def test_the_shipped_pose_estimator_reads_true_and_degraded_clips():
+    from genlab.metrics.artefacts import generator_artefacts
+    from genlab.metrics.camera_error import load_pose_estimator
+
+    estimator = load_pose_estimator()
+    clips = CameraVideoDataset(24, 8, 32, seed=11)
+    videos = clips.video_tensor()
+    errors = camera_errors(estimator.estimate(videos), clips.camera_to_world)
+    assert errors["rotation_deg"].mean() < 3.0 and errors["translation"].mean() < 0.3
+    degraded = generator_artefacts(videos.flatten(0, 1), torch.Generator().manual_seed(0)).view(videos.shape)
+    errors = camera_errors(estimator.estimate(degraded), clips.camera_to_world)
+    assert errors["rotation_deg"].mean() < 5.0
+    still = camera_errors(estimator.estimate(videos[:, :1].expand_as(videos)), clips.camera_to_world)
+    assert still["rotation_deg"].mean() > 2 * errors["rotation_deg"].mean()  # the error is not "no motion"
