@@ -83,8 +83,8 @@ def evaluate(out: Path, unconditional: bool) -> dict:
     net = model.net
     scenes, scenes_again = held_out("scenes", 1), held_out("scenes", 2)
     given = first_frame_kwargs(net, scenes[:, 0])
-    result = {"held_out_loss": dict(zip(map(str, EVAL_SIGMAS), held_out_loss(model, scenes[:200], EVAL_SIGMAS,
-                                                                             **{k: v[:200] for k, v in given.items()}).tolist()))}
+    losses = held_out_loss(model, scenes[:200], EVAL_SIGMAS, **{k: v[:200] for k, v in given.items()})
+    result = {"held_out_loss": dict(zip(map(str, EVAL_SIGMAS), losses.tolist(), strict=True))}
     started = time.perf_counter()
     generated = generate_videos(model, tuple(scenes.shape), steps=SAMPLER_STEPS, seed=0, batch_size=50, progress=True,
                                 schedule=model.schedule, **given)

@@ -36,7 +36,13 @@ from genlab.base.video_model import (
     save_video_model,
 )
 from genlab.camera.cogvideox import CogVideoXDenoiser
-from genlab.camera.controlnet import PLUCKER_CHANNELS, CameraControlNet, CameraEncoder, camera_control, taps_for
+from genlab.camera.controlnet import (
+    PLUCKER_CHANNELS,
+    CameraControlNet,
+    CameraEncoder,
+    camera_control,
+    taps_for,
+)
 from genlab.core.checkpoint import json_field
 from genlab.core.denoiser import EDMDenoiser
 from genlab.core.loading import load_pretrained

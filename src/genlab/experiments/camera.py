@@ -31,7 +31,12 @@ from pathlib import Path
 import torch
 
 from genlab.base.video_model import PRETRAINED_VIDEO_DIR, generate_videos, load_video_model
-from genlab.camera.model import CameraBlindDenoiser, load_camera_model, save_camera_model, trainable_parameters
+from genlab.camera.model import (
+    CameraBlindDenoiser,
+    load_camera_model,
+    save_camera_model,
+    trainable_parameters,
+)
 from genlab.camera.training import CameraModelConfig, clip_plucker, train_camera_model
 from genlab.core.images import save_video, video_grid
 from genlab.data import default_intrinsics, random_scenes, render

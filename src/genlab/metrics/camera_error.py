@@ -24,9 +24,9 @@ from tqdm.auto import tqdm
 
 from genlab.core.loading import load_pretrained
 from genlab.core.nets.embeddings import check_config
-from genlab.metrics.artefacts import Artefacts, generator_artefacts
 from genlab.data.trajectories import relative_to_first
 from genlab.errors import GenlabError
+from genlab.metrics.artefacts import Artefacts, generator_artefacts
 
 POSE_ESTIMATOR_DIR = Path(__file__).resolve().parent / "weights" / "pose"  # scripts/train_pose_estimator.py
 TRANSLATION_WEIGHT = 1.0  # weight of the squared translation error (scene units²) in the training loss
