@@ -46,7 +46,7 @@ def test_a_changed_result_is_found_and_rewritten(tmp_path):
 
 
 def test_changed_words_are_reported_not_guessed():
-    readme = (ROOT / "README.md").read_text().replace("orbits do not", "orbits do not follow")
+    readme = (ROOT / "README.md").read_text().replace("orbits did not", "orbits did not follow")
     updated, problems = readme_figures.regenerate(readme, readme_figures.all_figures())
     assert updated == readme and problems == ["camera: the template's text stands 0 times in README.md, not once"]
 

@@ -56,7 +56,7 @@ REPRODUCTIONS = (
     and G_stack at a 3x longer budget (about 50 minutes with 2 workers).
     Finished runs in --out are reused.
     """),
-    Reproduction("camera", "one seed, 30 steps per arm, 4 scenes (about 2 minutes on 2 cores; the full preset, "
+    Reproduction("camera", "one seed, 30 steps per arm, 4 scenes (about 1 minute on 2 idle cores; the full preset, "
                  "3 seeds and 48 scenes, about 90 minutes)", "results and trajectories video in {out}", help="""
     VD3D (Bahmani et al. 2024) at small scale, from genlab's pretrained video base: the VD3D
     ControlNet on Plücker frames (base frozen) vs a CameraCtrl-style camera encoder (features added

@@ -87,7 +87,7 @@ PRESETS = {
     "full": CameraPreset("full", clips=3000, camera_steps=600, batch_size=16, lr=1e-3, branch_hidden=96,
                          branch_depth=2, seeds=(0, 1, 2), eval_scenes=48, sampler_steps=10),
     "quick": CameraPreset("quick", clips=200, camera_steps=30, batch_size=8, lr=1e-3, branch_hidden=64,
-                          branch_depth=2, seeds=(0,), eval_scenes=4, sampler_steps=4),
+                          branch_depth=2, seeds=(0,), eval_scenes=4, sampler_steps=10),
 }
 
 
