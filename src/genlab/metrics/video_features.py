@@ -94,6 +94,11 @@ class VideoFeatureNet(ModelMixin, ConfigMixin):
         """Features ``[B, clip_dim]`` of whole clips ``videos [B, T, 3, R, R]`` in ``[-1, 1]``."""
         return self._clip(self._maps(videos), len(videos))
 
+    def features(self, videos: Tensor) -> tuple[Tensor, Tensor]:
+        """``(frame features [B·T, widths[-1]], clip features [B, clip_dim])`` from one pass of the trunk."""
+        maps = self._maps(videos)
+        return maps.mean(dim=(2, 3)), self._clip(maps, len(videos))
+
     def forward(self, videos: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Logits of clip kind ``[B, 2]``, camera path ``[B, trajectories]`` and corruption ``[B, 3]``."""
         logits = self.heads(self.clip_features(videos))
@@ -120,13 +125,8 @@ def video_features(videos: Tensor, batch_size: int = 64, net: VideoFeatureNet | 
     """``(frame features [N·T, D_f], clip features [N, D_c])`` of clips ``[N, T, 3, R, R]`` in ``[-1, 1]``,
     in the committed net (or ``net``), computed in batches."""
     net = net if net is not None else load_video_feature_net()
-    frames, clips = [], []
-    for start in range(0, len(videos), batch_size):
-        chunk = videos[start:start + batch_size].float()
-        maps = net._maps(chunk)
-        frames.append(maps.mean(dim=(2, 3)))
-        clips.append(net._clip(maps, len(chunk)))
-    return torch.cat(frames), torch.cat(clips)
+    chunks = [net.features(videos[start:start + batch_size].float()) for start in range(0, len(videos), batch_size)]
+    return torch.cat([frames for frames, _ in chunks]), torch.cat([clips for _, clips in chunks])
 
 
 def video_fd(real: Tensor, generated: Tensor, net: VideoFeatureNet | None = None) -> dict[str, float]:
