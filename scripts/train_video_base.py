@@ -38,38 +38,74 @@ from pathlib import Path
 
 import torch
 
-from genlab.base.config import VideoModelConfig
+from genlab.base.autoencoder import decode_videos, encode_videos, load_autoencoder, train_autoencoder
+from genlab.base.config import AutoencoderConfig, VideoModelConfig
 from genlab.base.video_model import (
     PRETRAINED_VIDEO_DIR,
+    autoencoder_of,
     first_frame_kwargs,
     generate_videos,
     load_video_model,
+    model_frames,
+    model_videos,
     no_first_frame,
     train_video_model,
     video_clips,
 )
 from genlab.core.edm import held_out_loss
+from genlab.metrics import psnr
 from genlab.metrics.video_features import video_fd
 
 RECIPES = {
+    "latent": dict(latent=True, data="mixed", clips=12000, size="small", patch_size=2, steps=14000, batch_size=16,
+                   lr=1e-3, first_frame=True, first_frame_dropout=0.1),
     "shipped": dict(data="mixed", clips=12000, size="tiny", steps=7000, batch_size=16, lr=1e-3,
                     first_frame=True, first_frame_dropout=0.1),
     "previous": dict(data="scenes", clips=3000, size="tiny", steps=2500, batch_size=16, lr=1e-3, first_frame=True),
 }
+AUTOENCODER = dict(data="mixed", clips=4000, steps=1500, batch_size=32, lr=1e-3, latent_channels=4, width=32,
+                   downsamples=2)  # the latent recipe's frame autoencoder
 FRAMES, RESOLUTION = 8, 32
 EVAL_CLIPS = 1000
 EVAL_SIGMAS = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)
 SAMPLER_STEPS = 12  # Heun levels (23 network evaluations per clip)
 
 
+def train_frame_autoencoder(out: Path, seed: int) -> Path:
+    """The latent recipe's frame autoencoder in ``out/autoencoder`` (trained unless there)."""
+    folder = out / "autoencoder"
+    if not (folder / "model" / "config.json").is_file():
+        started = time.perf_counter()
+        train_autoencoder(AutoencoderConfig(frames=FRAMES, resolution=RESOLUTION, seed=seed, run_dir=str(folder),
+                                            progress=True, checkpoint_every=500,
+                                            resume=(folder / "checkpoints").is_dir(), **AUTOENCODER))
+        (folder / "train_seconds.json").write_text(json.dumps({"seconds": time.perf_counter() - started}))
+    return folder
+
+
 def train(recipe: str, out: Path, seed: int) -> VideoModelConfig:
+    settings = dict(RECIPES[recipe])
+    if settings.pop("latent", False):
+        settings["autoencoder"] = str(train_frame_autoencoder(out, seed))
     config = VideoModelConfig(frames=FRAMES, resolution=RESOLUTION, seed=seed, run_dir=str(out), progress=True,
-                              checkpoint_every=500, resume=(out / "checkpoints").is_dir(), **RECIPES[recipe])
+                              checkpoint_every=500, resume=(out / "checkpoints").is_dir(), **settings)
     started = time.perf_counter()
     if not (out / "model" / "genlab.json").is_file():
         train_video_model(config)
         (out / "train_seconds.json").write_text(json.dumps({"seconds": time.perf_counter() - started}))
     return config
+
+
+def autoencoder_quality(out: Path) -> dict:
+    """Reconstruction PSNR of the frame autoencoder on held-out scene and sprite frames."""
+    autoencoder = load_autoencoder(out / "autoencoder")
+    true = held_out("mixed", 1)
+    decoded = decode_videos(autoencoder, encode_videos(autoencoder, true))
+    return {"latent_channels": autoencoder.config.latent_channels, "factor": autoencoder.factor,
+            "parameters": sum(p.numel() for p in autoencoder.parameters()),
+            "reconstruction_psnr": float(psnr(decoded.flatten(0, 1), true.flatten(0, 1)).mean()),
+            "train_seconds": json.loads((out / "autoencoder" / "train_seconds.json").read_text())["seconds"]
+            if (out / "autoencoder" / "train_seconds.json").is_file() else None}
 
 
 def held_out(data: str, seed: int) -> torch.Tensor:
@@ -82,15 +118,19 @@ def evaluate(out: Path, unconditional: bool) -> dict:
     model = load_video_model(out)
     net = model.net
     scenes, scenes_again = held_out("scenes", 1), held_out("scenes", 2)
-    given = first_frame_kwargs(net, scenes[:, 0])
-    losses = held_out_loss(model, scenes[:200], EVAL_SIGMAS, **{k: v[:200] for k, v in given.items()})
+    given = first_frame_kwargs(net, model_frames(model, scenes[:, 0]))
+    losses = held_out_loss(model, model_videos(model, scenes[:200]), EVAL_SIGMAS,
+                           **{k: v[:200] for k, v in given.items()})
     result = {"held_out_loss": dict(zip(map(str, EVAL_SIGMAS), losses.tolist(), strict=True))}
+    if autoencoder_of(model) is not None:
+        result["autoencoder"] = autoencoder_quality(out)
     started = time.perf_counter()
     generated = generate_videos(model, tuple(scenes.shape), steps=SAMPLER_STEPS, seed=0, batch_size=50, progress=True,
                                 schedule=model.schedule, **given)
     seconds = time.perf_counter() - started
     result["first frame given (scenes)"] = {**video_fd(scenes, generated), "floor": video_fd(scenes, scenes_again),
-                                            "sampling_seconds_per_clip": seconds / len(scenes)}
+                                            "sampling_seconds_per_clip": seconds / len(scenes),
+                                            "psnr_frame0": float(psnr(generated[:, 0], scenes[:, 0]).mean())}
     torch.save(generated[:16].clone(), out / "examples_first_frame.pt")
     if unconditional:
         mixed, mixed_again = held_out("mixed", 1), held_out("mixed", 2)
@@ -103,13 +143,14 @@ def evaluate(out: Path, unconditional: bool) -> dict:
 
 def card(config: VideoModelConfig, recipe: str, out: Path, metrics: dict) -> dict:
     net_config = json.loads((out / "model" / "config.json").read_text())
-    parameters = sum(p.numel() for p in load_video_model(out).parameters())
+    parameters = sum(p.numel() for p in load_video_model(out).net.parameters())
     return {"recipe": recipe, "command": f"python scripts/train_video_base.py --recipe {recipe} --out {out}",
             "training": {key: value for key, value in asdict(config).items()
                          if key in ("data", "clips", "data_seed", "frames", "resolution", "size", "attention",
-                                    "first_frame", "first_frame_dropout", "steps", "batch_size", "lr", "seed")},
-            "architecture": {key: net_config[key] for key in ("patch_size", "hidden_size", "depth", "num_heads",
-                                                              "attention", "condition_channels")},
+                                    "first_frame", "first_frame_dropout", "steps", "batch_size", "lr", "seed",
+                                    "autoencoder")},
+            "architecture": {key: net_config[key] for key in ("in_channels", "resolution", "patch_size", "hidden_size",
+                                                              "depth", "num_heads", "attention", "condition_channels")},
             "parameters": parameters,
             "train_seconds": json.loads((out / "train_seconds.json").read_text())["seconds"]
             if (out / "train_seconds.json").is_file() else None,
@@ -131,16 +172,26 @@ def model_card(info: dict) -> str:
                 e = card_info["evaluation"][name]
                 rows.append(f"| {name} | {model} | {e['frame_fd']:.2f} | {e['floor']['frame_fd']:.3f} | "
                             f"{e['clip_fd']:.2f} | {e['floor']['clip_fd']:.2f} |")
-    t = info["training"]
+    t, a = info["training"], info["architecture"]
     minutes = f"{info['train_seconds'] / 60:.0f} min" if info["train_seconds"] else "see the run log"
+    autoencoder = evaluation.get("autoencoder")
+    space = (f"the {a['in_channels']}-channel {a['resolution']}×{a['resolution']} latents of a frame autoencoder"
+             if autoencoder else "pixels")
     return "\n".join([
         "# genlab pretrained video base",
         "",
-        f"A video DiT ({info['parameters'] / 1e6:.2f} M parameters; patch {info['architecture']['patch_size']}, width "
-        f"{info['architecture']['hidden_size']}, {info['architecture']['depth']} blocks, {info['architecture']['attention']} "
-        f"attention) for {t['frames']}-frame clips at {t['resolution']}×{t['resolution']}, EDM-preconditioned, "
-        "conditioned on the clip's first frame or (an all-zero first frame) on nothing.",
+        f"A video DiT ({info['parameters'] / 1e6:.2f} M parameters; patch {a['patch_size']}, width {a['hidden_size']}, "
+        f"{a['depth']} blocks, {a['attention']} attention) for {t['frames']}-frame clips at "
+        f"{t['resolution']}×{t['resolution']}, denoising {space}, EDM-preconditioned, conditioned on the clip's first "
+        "frame or (an all-zero first frame) on nothing.",
         "",
+        *([f"* **Frame autoencoder** (`autoencoder/`): convolutional, {autoencoder['parameters'] / 1e6:.2f} M parameters, "
+           f"a {autoencoder['latent_channels']}-channel latent cell per {autoencoder['factor']}×{autoencoder['factor']} "
+           f"pixels; trained first ({AUTOENCODER['steps']:,} steps of {AUTOENCODER['batch_size']} frames, L1 loss, "
+           f"{AUTOENCODER['clips']:,} {AUTOENCODER['data']} clips"
+           + (f", {autoencoder['train_seconds'] / 60:.0f} min" if autoencoder["train_seconds"] else "")
+           + f"); reconstruction PSNR on held-out frames {autoencoder['reconstruction_psnr']:.1f} dB."]
+          if autoencoder else []),
         f"* **Data**: {t['clips']:,} procedural clips ({t['data']}: 3-D scenes under random camera paths and moving "
         f"sprites), data seed {t['data_seed']}; first frame hidden in {t['first_frame_dropout']:.0%} of training clips.",
         f"* **Training**: {t['steps']:,} Adam steps, batch {t['batch_size']}, peak lr {t['lr']}, seed {t['seed']}, EMA "

@@ -211,3 +211,50 @@ def test_branch_tokens_follow_cogvideox_token_order(tmp_path):
 def test_unsupported_backbone_is_a_clear_error():
     with pytest.raises(GenlabError, match="support genlab's VideoDiT"):
         CameraControlNet.for_backbone(torch.nn.Linear(2, 2))
+
+
+def latent_video_base() -> EDMDenoiser:
+    """A random latent video model: a VideoDiT on the 3-channel, 8×8 latents of 32×32 frames."""
+    from genlab.base.video_model import LatentVideoDenoiser
+    from genlab.core.edm import EDMSchedule
+    from genlab.core.nets.autoencoder import FrameAutoencoder
+
+    torch.manual_seed(2)
+    autoencoder = FrameAutoencoder(latent_channels=3, width=8)
+    return LatentVideoDenoiser(randomise(VideoDiT(in_channels=3, condition_channels=3, **TINY)), EDMSchedule(),
+                               autoencoder).eval()
+
+
+@pytest.mark.parametrize("variant", ["controlnet", "encoder", "concat", "none"])
+def test_camera_models_on_a_latent_base_take_pixels_and_cameras_and_return_pixel_clips(tmp_path, variant):
+    from genlab.base.video_model import clip_size, generate_videos, model_frames
+    from genlab.camera.training import model_plucker
+    from genlab.data import default_intrinsics
+    from genlab.data.trajectories import make_trajectory
+
+    base = latent_video_base()
+    if variant == "controlnet":
+        model = ControlNetCameraDenoiser(base, randomise(CameraControlNet.for_backbone(base.net, 16, 2, 2)))
+    elif variant == "encoder":
+        model = EncoderCameraDenoiser(base, randomise(CameraEncoder.for_backbone(base.net, 8)))
+    elif variant == "concat":
+        model = ConcatCameraDenoiser.from_base(base)
+        randomise(model.net)
+    else:
+        model = CameraBlindDenoiser(base)
+    assert clip_size(model) == (4, 32)
+    assert not any(p.requires_grad for p in model.autoencoder.parameters())  # no variant trains the autoencoder
+    first = torch.rand(2, 3, 32, 32) * 2 - 1
+    condition = model.first_frame_kwargs(first)
+    if variant != "concat":
+        torch.testing.assert_close(condition["condition"][:, 0], model_frames(base, first))  # encoded, not pixels
+    poses = make_trajectory("orbit", 4).expand(2, 4, 4, 4)
+    plucker = model_plucker(model, poses, default_intrinsics(32).expand(2, 4, 3, 3), 32)
+    assert plucker.shape == (2, 4, 6, 8, 8)  # one ray per latent cell
+    clips = generate_videos(model, (2, 4, 3, 32, 32), steps=2, seed=1, plucker=plucker, **condition)
+    assert clips.shape == (2, 4, 3, 32, 32)
+    save_camera_model(model, tmp_path / "model")
+    loaded = load_camera_model(tmp_path)
+    again = generate_videos(loaded, (2, 4, 3, 32, 32), steps=2, seed=1, plucker=plucker,
+                            **loaded.first_frame_kwargs(first))
+    torch.testing.assert_close(again, clips)

@@ -91,3 +91,21 @@ def test_bad_cameras_are_clear_errors():
         plucker_embedding(poses, intrinsics(-8.0, 8.0, 4.0, 4.0, (1, 2)), 8, 8)
     with pytest.raises(GenlabError, match=r"\[\.\.\., 4, 4\]"):
         plucker_embedding(poses[..., :3, :], k, 8, 8)
+
+
+def test_a_coarser_grid_takes_the_ray_through_each_cells_centre():
+    from genlab.camera.training import clip_plucker
+
+    generator = torch.Generator().manual_seed(3)
+    poses = random_poses(generator, (1, 2))
+    k = intrinsics(20.0, 22.0, 15.0, 17.0, (1, 2))
+    fine, coarse = clip_plucker(poses, k, 32).double(), clip_plucker(poses, k, 32, grid=8).double()
+    assert coarse.shape == (1, 2, 6, 8, 8)
+    torch.testing.assert_close(clip_plucker(poses, k, 32, grid=32), clip_plucker(poses, k, 32))
+    # directions are unit vectors of (u - cx) / fx ...: a cell's un-normalised direction is the mean of its
+    # 4×4 pixels' (those are linear in the pixel position), so normalising that mean gives the cell's ray
+    direction = fine[:, :, 3:]
+    forward = relative_to_first(poses)[..., :3, 2, None, None]  # each camera's optical axis in the world, [1, 2, 3, 1, 1]
+    linear = direction / (direction * forward).sum(2, keepdim=True)  # divide by depth: (x, y, 1) in camera terms
+    mean = torch.nn.functional.avg_pool2d(linear.flatten(0, 1), 4).unflatten(0, (1, 2))
+    torch.testing.assert_close(coarse[:, :, 3:], mean / mean.norm(dim=2, keepdim=True))

@@ -62,13 +62,44 @@ class VideoModelConfig(SceneClipsConfig, LoopConfig):
                                         min=0, max=0.99)
     data: str = option("scenes", "training clips: 3-D scenes under camera paths, moving sprites, or mixed (half "
                        "each)", choices=VIDEO_DATA)
+    autoencoder: str | None = option(None, "frame autoencoder folder: train a latent video model (the DiT denoises "
+                                     "the autoencoder's latents, as CogVideoX-class models do); none: pixels",
+                                     type=str)
+    patch_size: int | None = option(None, "patch size of the DiT (default: the size preset's)", type=int, min=1)
     run_dir: str = option("runs/train/video", "run folder: config, checkpoints, log, figures, model")
     resume: bool = option(False, "continue the run in --run-dir from its latest checkpoint")
+
+    @property
+    def patch(self) -> int:
+        """The DiT's patch size (``--patch-size``, else the size preset's)."""
+        return self.patch_size if self.patch_size is not None else VIDEO_SIZES[self.size]["patch_size"]
 
     def validate(self) -> None:
         super().validate()
         if self.first_frame_dropout > 0 and not self.first_frame:
             raise GenlabError("--first-frame-dropout needs a --first-frame model")
-        patch = VIDEO_SIZES[self.size]["patch_size"]
-        if self.resolution % patch:
-            raise GenlabError(f"--resolution must be a multiple of the patch size {patch}, got {self.resolution}")
+        if self.autoencoder is None and self.resolution % self.patch:
+            raise GenlabError(f"--resolution must be a multiple of the patch size {self.patch}, got {self.resolution}")
+
+
+@dataclass
+class AutoencoderConfig(SceneClipsConfig, LoopConfig):
+    """Everything ``scripts/train_video_base.py`` needs for the frame autoencoder of a latent video model."""
+
+    steps: int = option(3000, "total optimiser steps", min=1)
+    batch_size: int = option(32, "frames per step", min=1)
+    lr: float = option(1e-3, "peak learning rate (Adam)", above=0)
+    frames: int = option(8, "frames per clip", min=2)
+    resolution: int = option(32, "frame size in pixels", min=4)
+    data: str = option("mixed", "training clips: 3-D scenes, moving sprites, or mixed (half each)", choices=VIDEO_DATA)
+    latent_channels: int = option(4, "channels of a latent cell", min=1)
+    width: int = option(32, "convolution channels at full size (twice that below)", min=1)
+    downsamples: int = option(2, "halvings of the frame size: a latent cell covers 2**downsamples pixels a side", min=1)
+    run_dir: str = option("runs/train/autoencoder", "run folder: config, checkpoints, log, figures, model")
+    resume: bool = option(False, "continue the run in --run-dir from its latest checkpoint")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.resolution % 2**self.downsamples:
+            raise GenlabError(f"--resolution must be a multiple of 2**downsamples = {2**self.downsamples}, "
+                              f"got {self.resolution}")

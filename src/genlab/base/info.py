@@ -109,15 +109,19 @@ class ImageModelInfo(ModelInfo):
 
 @dataclass(frozen=True)
 class VideoModelInfo(ModelInfo):
-    """A video model (:func:`genlab.base.video_model.load_video_model`): its network's class name and σ settings."""
+    """A video model (:func:`genlab.base.video_model.load_video_model`): its network's class name, σ settings and,
+    for a latent video model, the subfolder holding its frame autoencoder (None: the net denoises pixels)."""
 
     architecture: str
     schedule: EDMSchedule = EDMSchedule()
+    autoencoder: str | None = None
 
     @classmethod
     def from_json(cls, info: Mapping, source: Path | str) -> VideoModelInfo:
         """The info in a ``genlab.json`` object ``info`` read from ``source`` (GenlabError naming it if broken)."""
-        return cls(json_field(info, "architecture", str, source), read_schedule(info, source))
+        autoencoder = json_field(info, "autoencoder", str, source) if "autoencoder" in info else None
+        return cls(json_field(info, "architecture", str, source), read_schedule(info, source), autoencoder)
 
     def to_json(self) -> dict[str, Any]:
-        return {"method": "video", "architecture": self.architecture, **asdict(self.schedule)}
+        latent = {} if self.autoencoder is None else {"autoencoder": self.autoencoder}
+        return {"method": "video", "architecture": self.architecture, **asdict(self.schedule), **latent}

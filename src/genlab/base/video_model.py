@@ -15,7 +15,9 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
+from torch.utils.data import TensorDataset
 
+from genlab.base.autoencoder import decode_videos, encode_videos, load_autoencoder
 from genlab.base.config import VIDEO_DATA, VideoModelConfig
 from genlab.base.info import MODEL_INFO_FILE, VideoModelInfo
 from genlab.core.checkpoint import json_field, read_json
@@ -24,11 +26,13 @@ from genlab.core.denoiser import EDMDenoiser
 from genlab.core.edm import EDMSchedule, edm_loss, karras_sigmas, sample
 from genlab.core.loading import load_pretrained
 from genlab.core.nets import VideoDiT
+from genlab.core.nets.autoencoder import FrameAutoencoder
 from genlab.core.nets.video_dit import first_frame_condition
 from genlab.core.train import Trainer, TrainResult, unwrap
 from genlab.errors import GenlabError
 
 PRETRAINED_VIDEO_DIR = Path(__file__).resolve().parent / "weights" / "video"  # written by scripts/train_video_base.py
+AUTOENCODER_FOLDER = "autoencoder"  # a latent video model keeps its frame autoencoder in this subfolder
 PRETRAINED = "pretrained"  # the name that stands for the shipped video base wherever a video model is asked for
 
 
@@ -58,12 +62,64 @@ def video_clips(data: str, clips: int, frames: int, resolution: int, seed: int, 
     return VideoClips(videos)
 
 
-def build_video_denoiser(config: VideoModelConfig) -> EDMDenoiser:
-    """A freshly initialised (seeded) EDM video denoiser for ``config``."""
+class LatentVideoDenoiser(EDMDenoiser):
+    """An EDM video denoiser whose net works on the normalised latents of a frozen frame ``autoencoder``
+    (``[B, T, latent_channels, H / f, W / f]`` for clips ``[B, T, 3, H, W]``). Called like any denoiser, in latent
+    space; :func:`generate_videos` decodes what it samples and :func:`model_frames` encodes pixel frames."""
+
+    def __init__(self, net: VideoDiT, schedule: EDMSchedule, autoencoder: FrameAutoencoder) -> None:
+        super().__init__(net, schedule)
+        self.autoencoder = autoencoder.requires_grad_(False).eval()
+
+
+def autoencoder_of(denoiser) -> FrameAutoencoder | None:
+    """The frame autoencoder of a latent video model (or of a camera model around one); None for a pixel model."""
+    return getattr(denoiser, "autoencoder", None)
+
+
+def model_frames(denoiser, frames: Tensor) -> Tensor:
+    """Pixel frames ``[B, 3, H, W]`` in the space ``denoiser`` works in (normalised latents for a latent model)."""
+    autoencoder = autoencoder_of(denoiser)
+    return frames if autoencoder is None else encode_videos(autoencoder, frames[:, None])[:, 0]
+
+
+def clip_size(denoiser) -> tuple[int, int]:
+    """``(frames, resolution in pixels)`` of the clips a genlab video denoiser (or a camera model on one) makes."""
+    backbone = denoiser.backbone if hasattr(denoiser, "backbone") else denoiser.net
+    autoencoder = autoencoder_of(denoiser)
+    return backbone.config.frames, backbone.config.resolution * (1 if autoencoder is None else autoencoder.factor)
+
+
+def model_videos(denoiser, videos: Tensor) -> Tensor:
+    """Pixel clips ``[B, T, 3, H, W]`` in the space ``denoiser`` works in (normalised latents for a latent model)."""
+    autoencoder = autoencoder_of(denoiser)
+    return videos if autoencoder is None else encode_videos(autoencoder, videos)
+
+
+def model_shape(denoiser, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape, in the space ``denoiser`` works in, of pixel clips ``shape = (N, T, C, H, W)``."""
+    autoencoder = autoencoder_of(denoiser)
+    if autoencoder is None:
+        return tuple(shape)
+    n, t, _, h, w = shape
+    f = autoencoder.factor
+    return n, t, autoencoder.config.latent_channels, h // f, w // f
+
+
+def build_video_denoiser(config: VideoModelConfig, autoencoder: FrameAutoencoder | None = None) -> EDMDenoiser:
+    """A freshly initialised (seeded) EDM video denoiser for ``config``; with ``autoencoder``, a latent one."""
     torch.manual_seed(config.seed)
-    net = VideoDiT(in_channels=3, frames=config.frames, resolution=config.resolution, attention=config.attention,
-                   condition_channels=3 if config.first_frame else 0, **VIDEO_SIZES[config.size])
-    return EDMDenoiser(net, EDMSchedule())
+    channels, resolution = 3, config.resolution
+    if autoencoder is not None:
+        channels, resolution = autoencoder.config.latent_channels, config.resolution // autoencoder.factor
+    sizes = {**VIDEO_SIZES[config.size], "patch_size": config.patch}
+    if resolution % config.patch:
+        raise GenlabError(f"the DiT's input size {resolution} must be a multiple of the patch size {config.patch}")
+    net = VideoDiT(in_channels=channels, frames=config.frames, resolution=resolution, attention=config.attention,
+                   condition_channels=channels if config.first_frame else 0, **sizes)
+    if autoencoder is None:
+        return EDMDenoiser(net, EDMSchedule())
+    return LatentVideoDenoiser(net, EDMSchedule(), autoencoder)
 
 
 def first_frame_kwargs(net: VideoDiT, first_frames: Tensor) -> dict[str, Tensor]:
@@ -99,18 +155,29 @@ def train_video_model(config: VideoModelConfig) -> TrainResult:
     config.validate()
     dataset = video_clips(config.data, config.clips, config.frames, config.resolution, config.data_seed,
                           config.progress)
-    denoiser = build_video_denoiser(config)
+    autoencoder = load_autoencoder(config.autoencoder) if config.autoencoder is not None else None
+    denoiser = build_video_denoiser(config, autoencoder)
+    if autoencoder is not None:  # the latents are computed once; the DiT trains on them alone
+        dataset = TensorDataset(encode_videos(autoencoder, dataset.video_tensor()))
+        denoiser = EDMDenoiser(denoiser.net, denoiser.schedule)
     loss = partial(video_loss, first_frame_dropout=config.first_frame_dropout)
     trainer = Trainer(denoiser, loss, dataset, config.run_dir, config, {**asdict(config), "method": "video"})
     result = trainer.fit(resume=config.resume)
-    trainer.export(save_video_model, result.ema_model, Path(config.run_dir) / "model")
+    model = result.ema_model
+    if autoencoder is not None:
+        model = LatentVideoDenoiser(model.net, model.schedule, autoencoder)
+    trainer.export(save_video_model, model, Path(config.run_dir) / "model")
     return result
 
 
 def save_video_model(denoiser: EDMDenoiser, folder: Path) -> None:
     """Write ``denoiser`` as ``save_pretrained`` weights plus ``genlab.json`` (σ settings)."""
     denoiser.net.save_pretrained(folder)
-    VideoModelInfo(type(denoiser.net).__name__, denoiser.schedule).save(folder)
+    autoencoder = autoencoder_of(denoiser)
+    if autoencoder is not None:
+        autoencoder.save_pretrained(Path(folder) / AUTOENCODER_FOLDER)
+    VideoModelInfo(type(denoiser.net).__name__, denoiser.schedule,
+                   None if autoencoder is None else AUTOENCODER_FOLDER).save(folder)
 
 
 def read_model_info(path: Path | str, method: str, train_hint: str) -> tuple[Path, dict]:
@@ -141,7 +208,10 @@ def load_video_model(path: Path | str) -> EDMDenoiser:
     path = PRETRAINED_VIDEO_DIR if str(path) == PRETRAINED else path
     folder, saved = read_model_info(path, "video", "train one with `genlab train video`")
     info = VideoModelInfo.from_json(saved, folder / MODEL_INFO_FILE)
-    return EDMDenoiser(load_pretrained(VideoDiT, folder, "video model"), info.schedule).eval()
+    net = load_pretrained(VideoDiT, folder, "video model")
+    if info.autoencoder is None:
+        return EDMDenoiser(net, info.schedule).eval()
+    return LatentVideoDenoiser(net, info.schedule, load_autoencoder(folder / info.autoencoder)).eval()
 
 
 @torch.no_grad()
@@ -157,11 +227,13 @@ def generate_videos(denoiser, shape: tuple[int, ...], steps: int = 18, sampler: 
     if sampler not in SAMPLERS:
         raise GenlabError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     generator = torch.Generator().manual_seed(seed)
-    noise = torch.randn(shape, generator=generator)
+    noise = torch.randn(model_shape(denoiser, shape), generator=generator)
     sigmas = karras_sigmas(steps, schedule.sigma_min, schedule.sigma_max, schedule.rho)
+    autoencoder = autoencoder_of(denoiser)
     chunks = []
     for start in range(0, shape[0], batch_size):
         cond = {key: value[start : start + batch_size] for key, value in per_clip.items()}
-        chunks.append(sample(denoiser, noise[start : start + batch_size], sigmas, sampler, generator=generator,
-                             progress=progress, **cond))
+        clips = sample(denoiser, noise[start : start + batch_size], sigmas, sampler, generator=generator,
+                       progress=progress, **cond)
+        chunks.append(clips if autoencoder is None else decode_videos(autoencoder, clips))
     return torch.cat(chunks).clamp(-1, 1)

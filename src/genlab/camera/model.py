@@ -30,8 +30,10 @@ from torch import Tensor, nn
 from genlab.base.info import ModelInfo
 from genlab.base.video_model import (
     MODEL_INFO_FILE,
+    autoencoder_of,
     first_frame_kwargs,
     load_video_model,
+    model_frames,
     read_model_info,
     save_video_model,
 )
@@ -45,8 +47,10 @@ from genlab.camera.controlnet import (
 )
 from genlab.core.checkpoint import json_field
 from genlab.core.denoiser import EDMDenoiser
+from genlab.core.edm import EDMSchedule
 from genlab.core.loading import load_pretrained
 from genlab.core.nets import VideoDiT
+from genlab.core.nets.autoencoder import FrameAutoencoder
 from genlab.core.nets.control import FrozenBase
 from genlab.core.nets.video_dit import first_frame_condition
 from genlab.errors import GenlabError
@@ -74,9 +78,14 @@ class CameraBlindDenoiser(nn.Module):
         """The base network (a genlab ``VideoDiT``, or a diffusers model for a diffusers denoiser)."""
         return self.base.net if isinstance(self.base, EDMDenoiser) else self.base.model
 
+    @property
+    def autoencoder(self):
+        """The base's frame autoencoder when it is a latent video model (else None)."""
+        return autoencoder_of(self.base)
+
     def first_frame_kwargs(self, first_frames: Tensor) -> dict[str, Tensor]:
-        """Conditioning keywords for clips starting with ``first_frames [B, C, H, W]`` (genlab nets)."""
-        return first_frame_kwargs(self.backbone, first_frames)
+        """Conditioning keywords for clips starting with ``first_frames [B, C, H, W]`` (pixels; genlab nets)."""
+        return first_frame_kwargs(self.backbone, model_frames(self.base, first_frames))
 
     def forward(self, x: Tensor, sigma: Tensor, plucker: Tensor | None = None, **cond) -> Tensor:
         return self.base(x, sigma, **cond)
@@ -130,9 +139,15 @@ class ConcatCameraDenoiser(EDMDenoiser):
 
     variant = "concat"
 
+    def __init__(self, net: VideoDiT, schedule: EDMSchedule, autoencoder: FrameAutoencoder | None = None) -> None:
+        super().__init__(net, schedule)
+        if autoencoder is not None:  # the base is a latent video model: the net denoises its latents
+            self.autoencoder = autoencoder.requires_grad_(False).eval()
+
     @classmethod
     def from_base(cls, base: EDMDenoiser) -> ConcatCameraDenoiser:
-        """Copy ``base`` and widen its input by 6 zero-weighted channels (so it starts as the base)."""
+        """Copy ``base`` and widen its input by 6 zero-weighted channels (so it starts as the base); a latent base's
+        frame autoencoder is shared, frozen."""
         config = dict(base.net.config)
         config["condition_channels"] += PLUCKER_CHANNELS
         net = VideoDiT(**config)
@@ -141,7 +156,7 @@ class ConcatCameraDenoiser(EDMDenoiser):
         extra = weight.new_zeros(weight.shape[0], PLUCKER_CHANNELS, *weight.shape[2:])
         state["patch_embed.weight"] = torch.cat([weight, extra], dim=1)
         net.load_state_dict(state)
-        return cls(net, base.schedule)
+        return cls(net, base.schedule, autoencoder_of(base))
 
     @property
     def backbone(self) -> VideoDiT:
@@ -151,7 +166,7 @@ class ConcatCameraDenoiser(EDMDenoiser):
         """``condition`` holds the first frame when the base was image-to-video; the Plücker channels follow."""
         if self.net.config.condition_channels == PLUCKER_CHANNELS:
             return {}
-        return {"condition": first_frame_condition(first_frames, self.net.config.frames)}
+        return {"condition": first_frame_condition(model_frames(self, first_frames), self.net.config.frames)}
 
     def forward(self, x: Tensor, sigma: Tensor, plucker: Tensor | None = None, condition: Tensor | None = None,
                 **cond) -> Tensor:
@@ -231,7 +246,7 @@ def load_camera_model(path: Path | str) -> nn.Module:
     info = CameraModelInfo.from_json(saved, source)
     if info.variant == "concat":
         net_denoiser = load_video_model(folder / "net")
-        return ConcatCameraDenoiser(net_denoiser.net, net_denoiser.schedule).eval()
+        return ConcatCameraDenoiser(net_denoiser.net, net_denoiser.schedule, autoencoder_of(net_denoiser)).eval()
     if info.cogvideox is not None:
         base = CogVideoXDenoiser.from_reference(info.cogvideox, source)
     else:

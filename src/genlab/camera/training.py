@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from genlab.base.video_model import load_video_model, scene_clips
+from genlab.base.video_model import clip_size, load_video_model, model_shape, model_videos, scene_clips
 from genlab.camera.config import CameraModelConfig
 from genlab.camera.controlnet import CameraControlNet, CameraEncoder
 from genlab.camera.model import (
@@ -52,25 +52,41 @@ def build_camera_denoiser(config: CameraModelConfig, base=None) -> nn.Module:
     return ControlNetCameraDenoiser(base, branch, window)
 
 
-def clip_plucker(camera_to_world: Tensor, intrinsics: Tensor, resolution: int) -> Tensor:
-    """Plücker frames ``[B, T, 6, H, W]`` (float32) of a batch of clips' cameras, relative to frame 0."""
-    return plucker_embedding(camera_to_world.double(), intrinsics.double(), resolution, resolution).float()
+def clip_plucker(camera_to_world: Tensor, intrinsics: Tensor, resolution: int, grid: int | None = None) -> Tensor:
+    """Plücker frames ``[B, T, 6, grid, grid]`` (float32) of a batch of clips' cameras, relative to frame 0.
+
+    ``intrinsics`` are in pixels of ``resolution × resolution`` frames; ``grid`` (default ``resolution``) cells a side
+    each take the ray through their centre, e.g. one per latent cell of a latent video model.
+    """
+    grid = resolution if grid is None else grid
+    scale = torch.tensor([grid / resolution, grid / resolution, 1.0], dtype=torch.float64, device=intrinsics.device)
+    scaled = intrinsics.double() * scale[:, None]  # rows fx, cx and fy, cy scale with the grid; the last row is (0, 0, 1)
+    return plucker_embedding(camera_to_world.double(), scaled, grid, grid).float()
+
+
+def model_plucker(denoiser: nn.Module, camera_to_world: Tensor, intrinsics: Tensor, resolution: int) -> Tensor:
+    """The Plücker frames a camera model takes for clips of ``resolution``-pixel frames: one ray per pixel, or per
+    latent cell when its base is a latent video model."""
+    grid = model_shape(denoiser, (1, 1, 3, resolution, resolution))[-1]
+    return clip_plucker(camera_to_world, intrinsics, resolution, grid)
 
 
 def camera_loss(denoiser: nn.Module, batch: tuple) -> Tensor:
-    """EDM loss on ``(videos [B,T,3,H,W], camera_to_world [B,T,4,4], intrinsics [B,T,3,3], ...)`` batches."""
+    """EDM loss on ``(videos [B,T,3,H,W], camera_to_world [B,T,4,4], intrinsics [B,T,3,3], ...)`` batches (pixel clips;
+    a latent model's loss is on their latents)."""
     videos, camera_to_world, intrinsics = batch[:3]
-    first = unwrap(denoiser).first_frame_kwargs(videos[:, 0])
-    plucker = clip_plucker(camera_to_world, intrinsics, videos.shape[-1]).to(videos)
-    return edm_loss(denoiser, videos, plucker=plucker, **first).mean()
+    model = unwrap(denoiser)
+    first = model.first_frame_kwargs(videos[:, 0])
+    plucker = model_plucker(model, camera_to_world, intrinsics, videos.shape[-1]).to(videos)
+    return edm_loss(denoiser, model_videos(model, videos), plucker=plucker, **first).mean()
 
 
 def train_camera_model(config: CameraModelConfig) -> TrainResult:
     """Train (or resume) a camera model on top of ``config.base``; export it to ``<run_dir>/model``."""
     config.validate()
     denoiser = build_camera_denoiser(config)
-    net_config = denoiser.backbone.config
-    dataset = scene_clips(config.clips, net_config.frames, net_config.resolution, config.data_seed, config.progress)
+    frames, resolution = clip_size(denoiser)
+    dataset = scene_clips(config.clips, frames, resolution, config.data_seed, config.progress)
     run_config = {**asdict(config), "method": "camera"}
     trainer = Trainer(denoiser, camera_loss, dataset, config.run_dir, config, run_config)
     result = trainer.fit(resume=config.resume)

@@ -85,10 +85,10 @@ def sample_camera_command(**values) -> None:
     """
     import torch
 
-    from genlab.base.video_model import generate_videos
+    from genlab.base.video_model import clip_size, generate_videos
     from genlab.camera.cogvideox import CogVideoXDenoiser
     from genlab.camera.model import load_camera_model
-    from genlab.camera.training import clip_plucker
+    from genlab.camera.training import model_plucker
     from genlab.core.images import save_video, video_grid
     from genlab.data import default_intrinsics, random_scenes, render
 
@@ -102,15 +102,15 @@ def sample_camera_command(**values) -> None:
         return
     if config.prompt is not None or config.guidance_scale != 1:
         raise GenlabError("--prompt and --guidance-scale apply only to camera models on a CogVideoX base")
-    cfg = model.backbone.config
-    poses = _requested_poses(config, cfg.frames)[None]
-    intrinsics = default_intrinsics(cfg.resolution).expand(1, cfg.frames, 3, 3)
-    truth = render(random_scenes(1, seed=config.scene), poses, intrinsics, cfg.resolution)
+    frames, resolution = clip_size(model)
+    poses = _requested_poses(config, frames)[None]
+    intrinsics = default_intrinsics(resolution).expand(1, frames, 3, 3)
+    truth = render(random_scenes(1, seed=config.scene), poses, intrinsics, resolution)
     clip = generate_videos(model, tuple(truth.shape), steps=config.sampling_steps, seed=config.seed,
-                           plucker=clip_plucker(poses, intrinsics, cfg.resolution),
+                           plucker=model_plucker(model, poses, intrinsics, resolution),
                            **model.first_frame_kwargs(truth[:, 0]))
-    save_video(video_grid(torch.cat([clip, truth]), columns=2, scale=max(1, 128 // cfg.resolution)), config.out, fps=4)
-    click.echo(f"{cfg.frames} frames ({model.variant} model) in {config.out} (left: generated, right: true rendering)")
+    save_video(video_grid(torch.cat([clip, truth]), columns=2, scale=max(1, 128 // resolution)), config.out, fps=4)
+    click.echo(f"{frames} frames ({model.variant} model) in {config.out} (left: generated, right: true rendering)")
 
 
 def _sample_cogvideox_camera(model, config: CameraSampleConfig) -> None:

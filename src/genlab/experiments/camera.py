@@ -30,14 +30,14 @@ from pathlib import Path
 
 import torch
 
-from genlab.base.video_model import PRETRAINED_VIDEO_DIR, generate_videos, load_video_model
+from genlab.base.video_model import PRETRAINED_VIDEO_DIR, clip_size, generate_videos, load_video_model
 from genlab.camera.model import (
     CameraBlindDenoiser,
     load_camera_model,
     save_camera_model,
     trainable_parameters,
 )
-from genlab.camera.training import CameraModelConfig, clip_plucker, train_camera_model
+from genlab.camera.training import CameraModelConfig, model_plucker, train_camera_model
 from genlab.core.images import save_video, video_grid
 from genlab.data import default_intrinsics, random_scenes, render
 from genlab.data.trajectories import DEFAULT_STRENGTH, TRAJECTORIES, make_trajectory, trajectory_candidates
@@ -122,8 +122,8 @@ def train_arm(out: Path, preset: CameraPreset, variant: str, seed: int) -> dict:
 
 
 def requests(preset: CameraPreset, frames: int, resolution: int, seed: int = TEST_SEED) -> dict[str, dict]:
-    """For each trajectory type: the held-out scenes' requested poses (even scenes forward, odd reversed), their
-    true clips, Plücker frames and the requested candidate indices of :func:`trajectory_candidates`."""
+    """For each trajectory type: the held-out scenes' requested poses (even scenes forward, odd reversed) and
+    intrinsics, their true clips and the requested candidate indices of :func:`trajectory_candidates`."""
     names, _ = trajectory_candidates(frames)
     scenes = random_scenes(preset.eval_scenes, seed=seed)
     intrinsics = default_intrinsics(resolution).expand(preset.eval_scenes, frames, 3, 3)
@@ -132,8 +132,7 @@ def requests(preset: CameraPreset, frames: int, resolution: int, seed: int = TES
     for name in TRAJECTORIES:
         forward, backward = (make_trajectory(name, frames, strength=DEFAULT_STRENGTH[name] * sign) for sign in (1, -1))
         poses = torch.where(reversed_scene[:, None, None, None], backward, forward)
-        out[name] = {"poses": poses, "video": render(scenes, poses, intrinsics, resolution),
-                     "plucker": clip_plucker(poses, intrinsics, resolution),
+        out[name] = {"poses": poses, "intrinsics": intrinsics, "video": render(scenes, poses, intrinsics, resolution),
                      "requested": torch.tensor([names.index(("-" if r else "") + name) for r in reversed_scene])}
     return out
 
@@ -164,12 +163,13 @@ def scores(clips: dict[str, dict], videos: dict[str, torch.Tensor], pose_estimat
 def evaluate_model(out: Path, preset: CameraPreset, name: str, seed: int) -> dict:
     """Generate every request with model ``name`` (noise seed ``seed``) and score the clips; keep one scene's clips."""
     model = load_camera_model(_model_folder(out, preset, name, seed))
-    net = model.backbone.config
-    clips = requests(preset, net.frames, net.resolution)
+    frames, resolution = clip_size(model)
+    clips = requests(preset, frames, resolution)
     generated = {}
     for trajectory, clip in clips.items():
+        plucker = model_plucker(model, clip["poses"], clip["intrinsics"], resolution)
         generated[trajectory] = generate_videos(model, tuple(clip["video"].shape), steps=preset.sampler_steps, seed=seed,
-                                                plucker=clip["plucker"], **model.first_frame_kwargs(clip["video"][:, 0]))
+                                                plucker=plucker, **model.first_frame_kwargs(clip["video"][:, 0]))
     examples = out / "examples"
     examples.mkdir(exist_ok=True)
     torch.save({t: v[0].clone() for t, v in generated.items()}, examples / f"{ARMS.get(name, 'base')}_seed{seed}.pt")
@@ -258,21 +258,21 @@ def example_video(out: Path, preset: CameraPreset, frames: int, resolution: int)
 def run(out: Path, preset: CameraPreset, workers: int = 2) -> dict:
     """The whole reproduction; returns (and writes) the results."""
     out.mkdir(parents=True, exist_ok=True)
-    net = load_video_model(base_folder(preset)).net.config
+    frames, resolution = clip_size(load_video_model(base_folder(preset)))
     jobs = [(out, preset, variant, seed) for seed in preset.seeds for variant in ARMS.values()]
     records = map_in_processes(train_arm, jobs, workers, desc="camera arms × seeds")
     training = {name: [r for (_, _, variant, _), r in zip(jobs, records, strict=True) if variant == ARMS[name]]
                 for name in ARMS}
-    base_parameters = sum(p.numel() for p in load_video_model(base_folder(preset)).parameters())
+    base_parameters = sum(p.numel() for p in load_video_model(base_folder(preset)).net.parameters())  # the DiT
     models = [(out, preset, name, seed) for seed in preset.seeds for name in (BASE, *ARMS)]
     scored = map_in_processes(_evaluation_job, models, workers, desc="generate and score")
-    evaluation = references(preset, net.frames, net.resolution)
+    evaluation = references(preset, frames, resolution)
     for name in (BASE, *ARMS):
         evaluation[name] = summarise([s for (_, _, model, _), s in zip(models, scored, strict=True) if model == name])
-    results = {"preset": asdict(preset), "paper": PAPER, "frames": net.frames, "resolution": net.resolution,
+    results = {"preset": asdict(preset), "paper": PAPER, "frames": frames, "resolution": resolution,
                "base_parameters": base_parameters, "training": training, "evaluation": evaluation,
                "goals": goals(evaluation)}
-    example_video(out, preset, net.frames, net.resolution)
+    example_video(out, preset, frames, resolution)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "report.md").write_text(report(results))
     return results
