@@ -46,19 +46,33 @@ def test_first_frame_dropout_needs_a_first_frame_model():
 
 
 def test_the_shipped_base_loads_from_the_package_and_denoises_held_out_clips():
-    from genlab.base.video_model import PRETRAINED_VIDEO_DIR, load_video_model, video_clips
+    from genlab.base.video_model import (
+        PRETRAINED_VIDEO_DIR,
+        autoencoder_of,
+        clip_size,
+        load_video_model,
+        model_frames,
+        model_videos,
+        video_clips,
+    )
     from genlab.core.edm import held_out_loss
+    from genlab.metrics import psnr
 
-    weights = sum(f.stat().st_size for f in PRETRAINED_VIDEO_DIR.glob("*.safetensors"))
-    assert 0 < weights <= 25 * 2**20
+    for weights in PRETRAINED_VIDEO_DIR.rglob("*.safetensors"):
+        assert 0 < weights.stat().st_size <= 25 * 2**20
     assert (PRETRAINED_VIDEO_DIR / "MODEL_CARD.md").is_file()
     model = load_video_model("pretrained")
-    assert model.net.config.condition_channels == 3
+    assert clip_size(model) == (8, 32) and model.net.config.condition_channels == model.net.config.in_channels
     videos = video_clips("mixed", 16, 8, 32, seed=9, progress=False).video_tensor()
-    given = first_frame_kwargs(model.net, videos[:, 0])
-    trained = held_out_loss(model, videos, [0.2, 1.0], **given)
-    fresh = held_out_loss(build_video_denoiser(VideoModelConfig(first_frame=True)), videos, [0.2, 1.0], **given)
+    if autoencoder_of(model) is not None:  # a latent base: its autoencoder reconstructs held-out frames
+        decoded = model.autoencoder.decode_latents(model_frames(model, videos[:, 0])).clamp(-1, 1)
+        assert float(psnr(decoded, videos[:, 0]).mean()) > 22
+    latents = model_videos(model, videos)
+    given = first_frame_kwargs(model.net, latents[:, 0])
+    trained = held_out_loss(model, latents, [0.2, 1.0], **given)
+    fresh_config = VideoModelConfig(first_frame=True, size="small", patch_size=model.net.config.patch_size)
+    fresh = held_out_loss(build_video_denoiser(fresh_config, autoencoder_of(model)), latents, [0.2, 1.0], **given)
     assert (trained < 0.6 * fresh).all()
     # an all-zero first frame is "none": the model still denoises, a little worse than with the frame
-    unconditional = held_out_loss(model, videos, [1.0], **no_first_frame(model.net, len(videos)))
+    unconditional = held_out_loss(model, latents, [1.0], **no_first_frame(model.net, len(videos)))
     assert trained[1] < unconditional[0] < fresh[1]
